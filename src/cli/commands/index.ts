@@ -1,0 +1,9 @@
+// The list of commands. Each module exports `register(program, ctx)` and adds one
+// subcommand (or a few closely related ones) to the commander program.
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import { register as nbd } from './nbd.js';
+
+export type Register = (program: Command, ctx: CliContext) => void;
+
+export const commands: Register[] = [nbd];
