@@ -29,6 +29,10 @@ export type ErrorCode =
   | 'DOMAIN_NOT_FOUND'
   | 'DOMAIN_BUSY'
   | 'XML_INVALID'
+  | 'CHECKPOINT_NOT_FOUND'
+  | 'DOMAIN_NOT_RUNNING'
+  | 'JOB_NOT_ACTIVE'
+  | 'LIBVIRT_TIMEOUT'
   // backup / restore / retention
   | 'BACKUP_FAILED'
   | 'RESTORE_FAILED'
