@@ -1,0 +1,257 @@
+// VirshLibvirt: the Libvirt interface implemented by running `virsh -c URI ...` with
+// execFile (no shell, so domain names and paths are never interpreted). This is the one
+// module in pullback that runs virsh.
+//
+// virsh runs with LC_ALL=C so its messages can be classified (virsh-errors.ts). XML inputs
+// are written to a private temp directory (mode 0700), passed by path, and removed after.
+import { execFile } from 'node:child_process';
+import type { ExecFileException } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PullbackError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import { resolveLibvirtUri } from './libvirt.js';
+import type { CallOptions, DomainState, JobInfo, Libvirt, LibvirtVersion } from './libvirt.js';
+import { classifyVirshError, virshErrorLines } from './virsh-errors.js';
+import { parseDomState, parseJobInfo, parseNameList, parseVersion } from './virsh-output.js';
+
+export interface VirshLibvirtOptions {
+  /** Connection URI; default from LIBVIRT_DEFAULT_URI, else qemu:///system. */
+  uri?: string;
+  /** virsh executable; default 'virsh' from PATH. */
+  virsh?: string;
+  /** Timeout for calls that do not pass one; default 60 s. */
+  defaultTimeoutMs?: number;
+}
+
+/** backup-begin may wait 30 s for libvirt's state change lock before failing. */
+const BACKUP_BEGIN_TIMEOUT_MS = 90_000;
+
+export class VirshLibvirt implements Libvirt {
+  readonly uri: string;
+  private readonly virsh: string;
+  private readonly defaultTimeoutMs: number;
+
+  constructor(opts: VirshLibvirtOptions = {}) {
+    this.uri = resolveLibvirtUri(opts.uri);
+    this.virsh = opts.virsh ?? 'virsh';
+    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 60_000;
+  }
+
+  async version(opts: CallOptions = {}): Promise<LibvirtVersion> {
+    return parseVersion(await this.run(['version'], opts));
+  }
+
+  async ping(opts: CallOptions = {}): Promise<void> {
+    await this.run(['version'], opts);
+  }
+
+  async listDomains(opts: CallOptions = {}): Promise<string[]> {
+    return parseNameList(await this.run(['list', '--all', '--name'], opts));
+  }
+
+  async domainState(domain: string, opts: CallOptions = {}): Promise<DomainState> {
+    return parseDomState(await this.run(['domstate', '--domain', domain], opts));
+  }
+
+  async dumpXml(domain: string, opts: CallOptions & { inactive?: boolean } = {}): Promise<string> {
+    return this.run(['dumpxml', '--domain', domain, ...(opts.inactive === true ? ['--inactive'] : [])], opts);
+  }
+
+  async define(xml: string, opts: CallOptions = {}): Promise<void> {
+    await withTempDir(async (dir) => {
+      await this.run(['define', '--file', await writeXml(dir, 'domain.xml', xml)], opts);
+    });
+  }
+
+  async undefine(domain: string, opts: CallOptions & { checkpointsMetadata?: boolean } = {}): Promise<void> {
+    const extra = opts.checkpointsMetadata === true ? ['--checkpoints-metadata'] : [];
+    await this.run(['undefine', '--domain', domain, ...extra], opts);
+  }
+
+  async start(domain: string, opts: CallOptions = {}): Promise<void> {
+    await this.run(['start', '--domain', domain], opts);
+  }
+
+  async destroy(domain: string, opts: CallOptions = {}): Promise<void> {
+    await this.run(['destroy', '--domain', domain], opts);
+  }
+
+  async backupBegin(
+    domain: string,
+    backupXml: string,
+    checkpointXml: string | null,
+    opts: CallOptions & { checkActiveJob?: boolean } = {},
+  ): Promise<void> {
+    if (opts.checkActiveJob !== false) {
+      const job = await this.jobInfo(domain, opts);
+      if (job.active) {
+        throw new PullbackError(
+          'DOMAIN_BUSY',
+          `cannot start a backup of domain ${domain}: it already has an active ${job.operation ?? 'unknown'} job ` +
+            `(libvirt runs one job per domain); wait for it to finish, or if it is a leftover backup end it with ` +
+            `'virsh -c ${this.uri} domjobabort ${domain}'`,
+        );
+      }
+    }
+    const timeoutMs = opts.timeoutMs ?? Math.max(BACKUP_BEGIN_TIMEOUT_MS, this.defaultTimeoutMs);
+    await withTempDir(async (dir) => {
+      const args = ['backup-begin', '--domain', domain, '--backupxml', await writeXml(dir, 'backup.xml', backupXml)];
+      if (checkpointXml !== null) args.push('--checkpointxml', await writeXml(dir, 'checkpoint.xml', checkpointXml));
+      await this.run(args, { ...opts, timeoutMs });
+    });
+  }
+
+  async backupDumpXml(domain: string, opts: CallOptions = {}): Promise<string> {
+    return this.run(['backup-dumpxml', '--domain', domain], opts);
+  }
+
+  async jobInfo(domain: string, opts: CallOptions & { completed?: boolean } = {}): Promise<JobInfo> {
+    try {
+      return parseJobInfo(
+        await this.run(['domjobinfo', '--domain', domain, ...(opts.completed === true ? ['--completed'] : [])], opts),
+      );
+    } catch (e) {
+      // QEMU keeps job state only while the domain runs: a shut-off domain has no job.
+      if (e instanceof PullbackError && e.code === 'DOMAIN_NOT_RUNNING') {
+        return { type: 'None', active: false, operation: null, errorMessage: null, fields: { 'Job type': 'None' } };
+      }
+      throw e;
+    }
+  }
+
+  async jobAbort(domain: string, opts: CallOptions = {}): Promise<void> {
+    await this.run(['domjobabort', '--domain', domain], opts);
+  }
+
+  async checkpointList(domain: string, opts: CallOptions = {}): Promise<string[]> {
+    return parseNameList(await this.run(['checkpoint-list', '--domain', domain, '--name', '--topological'], opts));
+  }
+
+  async checkpointDumpXml(
+    domain: string,
+    checkpoint: string,
+    opts: CallOptions & { noDomain?: boolean; size?: boolean } = {},
+  ): Promise<string> {
+    const extra = [...(opts.noDomain === true ? ['--no-domain'] : []), ...(opts.size === true ? ['--size'] : [])];
+    return this.run(['checkpoint-dumpxml', '--domain', domain, '--checkpointname', checkpoint, ...extra], opts);
+  }
+
+  async checkpointCreate(domain: string, xml: string, opts: CallOptions & { redefine?: boolean } = {}): Promise<void> {
+    const extra = opts.redefine === true ? ['--redefine'] : [];
+    await withTempDir(async (dir) => {
+      const file = await writeXml(dir, 'checkpoint.xml', xml);
+      await this.run(['checkpoint-create', '--domain', domain, '--xmlfile', file, ...extra], opts);
+    });
+  }
+
+  async checkpointDelete(
+    domain: string,
+    checkpoint: string,
+    opts: CallOptions & { metadataOnly?: boolean } = {},
+  ): Promise<void> {
+    const extra = opts.metadataOnly === true ? ['--metadata'] : [];
+    await this.run(['checkpoint-delete', '--domain', domain, '--checkpointname', checkpoint, ...extra], opts);
+  }
+
+  async monitorCommand(domain: string, command: string, opts: CallOptions & { hmp?: boolean } = {}): Promise<string> {
+    const extra = opts.hmp === true ? ['--hmp'] : [];
+    return this.run(['qemu-monitor-command', '--domain', domain, ...extra, '--cmd', command], opts);
+  }
+
+  // ---- plumbing ----
+
+  /** Runs virsh with `args` and returns stdout; failures become PullbackErrors (see libvirt.ts). */
+  private run(args: string[], opts: CallOptions): Promise<string> {
+    const argv = ['-q', '-c', this.uri, ...args];
+    const shown = `virsh ${argv.map(shellQuote).join(' ')}`;
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    if (opts.signal?.aborted === true) {
+      return Promise.reject(new PullbackError('ABORTED', `${shown}: aborted before it started`, { cause: opts.signal.reason }));
+    }
+    return new Promise((resolve, reject) => {
+      execFile(
+        this.virsh,
+        argv,
+        {
+          env: { ...process.env, LC_ALL: 'C' },
+          timeout: timeoutMs,
+          killSignal: 'SIGKILL',
+          maxBuffer: 64 * 1024 * 1024,
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        },
+        (err, stdout, stderr) => {
+          if (err === null) {
+            resolve(stdout);
+            return;
+          }
+          reject(this.toError(err, shown, String(stderr), timeoutMs, opts.signal));
+        },
+      );
+    });
+  }
+
+  private toError(
+    err: ExecFileException,
+    shown: string,
+    stderr: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): PullbackError {
+    if (signal?.aborted === true) return new PullbackError('ABORTED', `${shown}: aborted`, { cause: err });
+    if (err.code === 'ENOENT') {
+      return new PullbackError(
+        'LIBVIRT_UNAVAILABLE',
+        `cannot run ${this.virsh}: not found; install libvirt-clients (virsh)`,
+        { cause: err },
+      );
+    }
+    if (err.killed === true) {
+      return new PullbackError(
+        'LIBVIRT_TIMEOUT',
+        `${shown}: no answer within ${timeoutMs} ms; is libvirtd at ${this.uri} hung or overloaded?`,
+        { cause: err },
+      );
+    }
+    const lines = virshErrorLines(stderr);
+    const detail = lines.length > 0 ? lines.join('; ') : stderr.trim() || err.message;
+    const code = classifyVirshError(stderr);
+    return new PullbackError(code, `${shown} failed: ${detail}${hint(code, this.uri)}`, { cause: err });
+  }
+}
+
+/** Runs `fn` with a fresh private (0700) directory for XML input files, then removes it. */
+async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'pullback-virsh-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function writeXml(dir: string, name: string, xml: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, xml, { mode: 0o600 });
+  return path;
+}
+
+function hint(code: ErrorCode, uri: string): string {
+  switch (code) {
+    case 'LIBVIRT_UNAVAILABLE':
+      return ` — is libvirtd running and reachable at ${uri}? (pass the URI with --connect or LIBVIRT_DEFAULT_URI)`;
+    case 'DOMAIN_NOT_FOUND':
+      return ` — see 'virsh -c ${uri} list --all' for the defined domains`;
+    case 'DOMAIN_BUSY':
+      return ' — another job holds the domain; wait for it to finish or end it with virsh domjobabort';
+    case 'DOMAIN_NOT_RUNNING':
+      return ' — start the domain first';
+    default:
+      return '';
+  }
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
