@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'CHUNK_MISSING'
   | 'CHUNK_CORRUPT'
   | 'BACKUP_NOT_FOUND'
+  | 'STORE_INVALID_ARGUMENT'
   // libvirt
   | 'VIRSH_FAILED'
   | 'LIBVIRT_UNAVAILABLE'
