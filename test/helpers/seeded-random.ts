@@ -1,0 +1,9 @@
+// Deterministic pseudo-random bytes for tests: the same seed always gives the same data
+// (AES-256-CTR keystream keyed by the seed), fast enough for tens of MiB.
+import { createCipheriv, createHash } from 'node:crypto';
+
+export function seededBytes(seed: number | string, length: number): Buffer {
+  const key = createHash('sha256').update(`pullback-test-seed:${seed}`).digest();
+  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
+}
