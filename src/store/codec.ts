@@ -1,0 +1,78 @@
+// Chunk file framing. A chunk file is a 12-byte header followed by the body:
+//   0  "PBCK"      magic
+//   4  u8 1        framing version
+//   5  u8 enc      0 = raw plaintext, 1 = one zstd frame
+//   6  u16 0       reserved
+//   8  u32 LE      plaintext length (<= 16 MiB)
+// A chunk is stored raw when zstd does not make it smaller (random or already-compressed
+// guest data), so reading it back costs no decompression. Integrity is not the framing's
+// job: the digest (BLAKE3 of the plaintext) is the chunk's name and is re-checked on read.
+import type { Compressor, Decompressor } from 'zstd-napi';
+
+export const HEADER_BYTES = 12;
+const MAGIC = 0x4b434250; // "PBCK" little-endian
+const VERSION = 1;
+export const ENC_RAW = 0;
+export const ENC_ZSTD = 1;
+
+export interface EncodedChunk {
+  header: Buffer;
+  body: Uint8Array;
+  encoding: number;
+  /** header + body: the chunk file's size. */
+  storedSize: number;
+}
+
+export function encodeChunk(plain: Uint8Array, compressor: Compressor): EncodedChunk {
+  const compressed = compressor.compress(plain);
+  const raw = compressed.length >= plain.length;
+  const body = raw ? plain : compressed;
+  const header = makeHeader(raw ? ENC_RAW : ENC_ZSTD, plain.length);
+  return { header, body, encoding: raw ? ENC_RAW : ENC_ZSTD, storedSize: HEADER_BYTES + body.length };
+}
+
+export function makeHeader(encoding: number, plainLength: number): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES);
+  h.writeUInt32LE(MAGIC, 0);
+  h.writeUInt8(VERSION, 4);
+  h.writeUInt8(encoding, 5);
+  h.writeUInt32LE(plainLength, 8);
+  return h;
+}
+
+export interface ChunkHeader {
+  encoding: number;
+  plainLength: number;
+}
+
+/** Parses the header; returns a reason string instead of throwing so callers can name the file. */
+export function parseHeader(file: Uint8Array): ChunkHeader | string {
+  if (file.length < HEADER_BYTES) return `file is ${file.length} bytes, shorter than the ${HEADER_BYTES}-byte header`;
+  const b = Buffer.from(file.buffer, file.byteOffset, HEADER_BYTES);
+  if (b.readUInt32LE(0) !== MAGIC) return 'bad magic (not a pullback chunk file)';
+  if (b.readUInt8(4) !== VERSION) return `unknown chunk framing version ${b.readUInt8(4)}`;
+  const encoding = b.readUInt8(5);
+  if (encoding !== ENC_RAW && encoding !== ENC_ZSTD) return `unknown encoding ${encoding}`;
+  return { encoding, plainLength: b.readUInt32LE(8) };
+}
+
+/** File bytes -> plaintext, or a reason string when the framing or length is wrong. */
+export function decodeChunk(file: Buffer, decompressor: Decompressor): Buffer | string {
+  const h = parseHeader(file);
+  if (typeof h === 'string') return h;
+  const body = file.subarray(HEADER_BYTES);
+  let plain: Buffer;
+  if (h.encoding === ENC_RAW) {
+    plain = body;
+  } else {
+    try {
+      plain = decompressor.decompress(body);
+    } catch (e) {
+      return `zstd frame does not decompress (${e instanceof Error ? e.message : String(e)})`;
+    }
+  }
+  if (plain.length !== h.plainLength) {
+    return `plaintext is ${plain.length} bytes but the header says ${h.plainLength}`;
+  }
+  return plain;
+}

@@ -1,0 +1,80 @@
+// Worker thread of the ingest pool (worker-pool.ts). Jobs:
+//   store   hash the plaintext in a shared slot; if no chunk file of that digest exists (or
+//           `force`), compress it and write the file atomically and durably; reply with the
+//           digest and whether the file already existed. Hashing comes first so a chunk that
+//           is already stored costs no compression.
+//   verify  read a chunk file, decode it and re-hash it (check --read-data)
+// The CPU part of a job runs synchronously here; file writes go to libuv's thread pool, so
+// the next job's hashing overlaps the previous job's fsync.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Compressor, Decompressor } from 'zstd-napi';
+import { writeFileAtomic } from './atomic-file.js';
+import { decodeChunk, encodeChunk } from './codec.js';
+import { digestOf, toHex } from './hash.js';
+import { chunkPath } from './layout.js';
+import type { WorkerData, WorkerReply, WorkerRequest } from './worker-protocol.js';
+
+const data = workerData as WorkerData;
+const port = parentPort;
+if (port === null) throw new Error('ingest-worker must run as a worker thread');
+
+const compressor = new Compressor();
+compressor.setParameters({ compressionLevel: data.level });
+const decompressor = new Decompressor();
+const knownDirs = new Set<string>();
+
+function reply(r: WorkerReply): void {
+  port?.postMessage(r);
+}
+
+function errorReply(job: number, e: unknown): WorkerReply {
+  const err = e as NodeJS.ErrnoException;
+  return { type: 'error', job, message: err.message ?? String(e), errno: err.code ?? '' };
+}
+
+async function store(req: Extract<WorkerRequest, { type: 'store' }>): Promise<void> {
+  const plain = Buffer.from(data.slots, req.slot * data.slotSize, req.length);
+  const digest = digestOf(plain);
+  const hex = toHex(digest);
+  const path = chunkPath(data.chunksDir, hex);
+  if (!req.force && existsSync(path)) {
+    reply({ type: 'stored', job: req.job, hex, existed: true, storedSize: 0 });
+    return;
+  }
+  const enc = encodeChunk(plain, compressor);
+  await writeFileAtomic(data.tmpDir, path, [enc.header, enc.body], knownDirs);
+  reply({ type: 'stored', job: req.job, hex, existed: false, storedSize: enc.storedSize });
+}
+
+async function verify(req: Extract<WorkerRequest, { type: 'verify' }>): Promise<void> {
+  let file: Buffer;
+  try {
+    file = await readFile(chunkPath(data.chunksDir, req.hex));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      reply({ type: 'verified', job: req.job, problem: 'missing', reason: 'chunk file does not exist', plainLength: 0 });
+      return;
+    }
+    throw e;
+  }
+  const plain = decodeChunk(file, decompressor);
+  if (typeof plain === 'string') {
+    reply({ type: 'verified', job: req.job, problem: 'corrupt', reason: plain, plainLength: 0 });
+    return;
+  }
+  const actual = toHex(digestOf(plain));
+  reply({
+    type: 'verified',
+    job: req.job,
+    problem: actual === req.hex ? null : 'corrupt',
+    reason: actual === req.hex ? '' : `content hashes to ${actual}`,
+    plainLength: plain.length,
+  });
+}
+
+port.on('message', (req: WorkerRequest) => {
+  const run = req.type === 'store' ? store(req) : verify(req);
+  run.catch((e: unknown) => reply(errorReply(req.job, e)));
+});

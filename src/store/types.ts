@@ -1,0 +1,114 @@
+// Public types of the store API (re-exported by src/store/index.ts).
+export type BackupLevel = 'full' | 'incremental';
+export type BackupStatus = 'running' | 'complete' | 'failed';
+
+export interface DiskStats {
+  name: string;
+  /** Virtual size in bytes at the time of the backup. */
+  size: number;
+  /** Bytes handed to ingest() (zero chunks included; zero() calls not). */
+  bytesRead: number;
+  /** Bytes of new chunk files this backup wrote (after compression, with framing). */
+  bytesStored: number;
+  chunksNew: number;
+  chunksDeduped: number;
+  chunksZero: number;
+}
+
+export interface BackupRecord {
+  id: string;
+  domain: string;
+  time: Date;
+  level: BackupLevel;
+  parentId: string | null;
+  checkpoint: string;
+  status: BackupStatus;
+  disks: DiskStats[];
+  domainXml?: string;
+  checkpointXml?: string;
+  /** Why the backup failed (status 'failed'). */
+  failure?: string;
+}
+
+export interface BeginBackupOptions {
+  domain: string;
+  level: BackupLevel;
+  /** The backup this incremental is relative to (complete, same domain); null for a full. */
+  parentId: string | null;
+  checkpoint: string;
+  disks: Array<{ name: string; size: number }>;
+  domainXml?: string;
+  checkpointXml?: string;
+  time?: Date;
+}
+
+export type ChunkEntry = { kind: 'data'; digest: Buffer } | { kind: 'zero' } | { kind: 'absent' };
+
+export interface BackupWriter {
+  readonly id: string;
+  /**
+   * Stores chunk `chunkIndex` of `disk`. Resolves once the chunk is accepted into the bounded
+   * in-flight window (not yet durable); the caller may reuse `data` afterwards. `data` is
+   * chunkSize bytes, except the disk's last chunk which ends at the disk size. All-zero data
+   * becomes a zero marker. Rejects with the first pipeline error if one happened before.
+   */
+  ingest(disk: string, chunkIndex: number, data: Buffer, opts?: { signal?: AbortSignal }): Promise<void>;
+  /** Records a chunk known to read as zeros, without data. */
+  zero(disk: string, chunkIndex: number): void;
+  stats(disk: string): DiskStats;
+  /** Waits until every chunk is durable and indexed, writes the manifest, marks complete. */
+  complete(): Promise<BackupRecord>;
+  /** Marks the backup failed; chunks already stored stay until gc. */
+  fail(reason: string): Promise<void>;
+}
+
+export interface ProgressEvent {
+  phase: string;
+  done: number;
+  total: number;
+}
+
+export type CheckProblemKind =
+  | 'chunk-missing'
+  | 'chunk-corrupt'
+  | 'chunk-unindexed'
+  | 'manifest-missing'
+  | 'manifest-corrupt'
+  | 'manifest-mismatch'
+  | 'chain-broken';
+
+export interface CheckProblem {
+  kind: CheckProblemKind;
+  message: string;
+  /** Hex digest of the bad chunk, for chunk problems. */
+  digest?: string;
+  /** Backups and disks whose data the problem affects. */
+  affects: Array<{ backup: string; disk: string }>;
+}
+
+export interface CheckReport {
+  ok: boolean;
+  problems: CheckProblem[];
+  backupsChecked: number;
+  manifestsChecked: number;
+  chunksChecked: number;
+  /** Chunks re-read and re-hashed (read-data only). */
+  chunksVerified: number;
+  bytesVerified: number;
+  warnings: string[];
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  /** Chunks deleted (or that would be, on a dry run). */
+  chunksDeleted: number;
+  bytesFreed: number;
+  chunksKept: number;
+  /** Chunk files with no index row, deleted. */
+  orphanFilesDeleted: number;
+  /** Temporary files of dead processes, deleted. */
+  tmpFilesDeleted: number;
+  /** Failed backups whose chunk-map rows were dropped. */
+  failedBackupsCleaned: number;
+  warnings: string[];
+}
