@@ -13,28 +13,34 @@
 // multiples of the 64 KiB qcow2 cluster; the last byte of a disk is writable.
 //
 // Ownership: the domain's <description> records the creating process id and directory, so
-// cleanupStaleTestDomains removes domains of dead processes only, never those of a test
-// running in parallel.
+// cleanupStaleTestDomains (run once per process by the first createTestDomain) removes
+// domains of dead processes only, never those of a test running in parallel.
+//
+//   const dom = await createTestDomain({ disks: 2 });          // running, vda + vdb, 64 MiB
+//   afterAll(() => dom.destroy());
+//   await dom.writeRandom('vda', 4096, 65536, 1);              // guest write, bitmap sees it
+//   expect(sha256 of restored vda).toBe(await dom.referenceSha256('vda'));
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { isPullbackError } from '../../src/errors.js';
 import type { ErrorCode } from '../../src/errors.js';
 import { parseDomainXml } from '../../src/libvirt/domain-xml.js';
 import type { Libvirt } from '../../src/libvirt/libvirt.js';
 import { VirshLibvirt } from '../../src/libvirt/virsh.js';
-import { childText, el, parseXml, serializeXml } from '../../src/libvirt/xml-tree.js';
+import { el, serializeXml } from '../../src/libvirt/xml-tree.js';
 import { qemuIoLive, qemuIoOffline } from './guest-io.js';
 import { seededBytes } from './seeded-random.js';
+import { cleanupStaleTestDomains, ignoring, ownerMarker, TEST_DOMAIN_PREFIX } from './stale-domains.js';
+
+export { cleanupStaleTestDomains, TEST_DOMAIN_PREFIX };
 
 const execFileP = promisify(execFile);
 
-export const TEST_DOMAIN_PREFIX = 'pbtest-';
-const MARKER = 'pullback-test-domain';
 const MiB = 1024 * 1024;
 
 export interface TestDomainOptions {
@@ -137,7 +143,7 @@ function domainXml(name: string, dir: string, ownsDir: boolean, disks: TestDomai
   const type = existsSync('/dev/kvm') ? 'kvm' : 'qemu';
   const root = el('domain', { type }, [
     el('name', {}, name),
-    el('description', {}, `${MARKER} pid=${process.pid} dir=${dir} owns-dir=${ownsDir ? 'yes' : 'no'}`),
+    el('description', {}, ownerMarker(dir, ownsDir)),
     el('memory', { unit: 'MiB' }, '64'),
     el('vcpu', {}, '1'),
     el('os', {}, [el('type', { arch: 'x86_64', machine: 'q35' }, 'hvm')]),
@@ -343,61 +349,4 @@ export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-async function ignoring(codes: ErrorCode[], fn: () => Promise<unknown>): Promise<void> {
-  try {
-    await fn();
-  } catch (e) {
-    if (codes.some((c) => isPullbackError(e, c))) return;
-    throw e;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Destroys and undefines pbtest-* domains whose creating process is gone (crashed or killed
- * runs) and removes their directories, plus orphaned pbtest-* temp directories.
- */
-export async function cleanupStaleTestDomains(): Promise<void> {
-  const libvirt = new VirshLibvirt();
-  for (const name of await libvirt.listDomains()) {
-    if (!name.startsWith(TEST_DOMAIN_PREFIX)) continue;
-    let description = '';
-    try {
-      description = childText(parseXml(await libvirt.dumpXml(name, { inactive: true }), name).root, 'description') ?? '';
-    } catch (e) {
-      if (isPullbackError(e, 'DOMAIN_NOT_FOUND')) continue; // someone else just removed it
-      throw e;
-    }
-    const m = new RegExp(`^${MARKER} pid=(\\d+) dir=(\\S+) owns-dir=(yes|no)$`).exec(description.trim());
-    if (m !== null && pidAlive(Number(m[1]))) continue;
-    await ignoring(['DOMAIN_NOT_RUNNING', 'DOMAIN_NOT_FOUND'], () => libvirt.destroy(name));
-    await ignoring(['DOMAIN_NOT_FOUND'], () => libvirt.undefine(name, { checkpointsMetadata: true }));
-    const dir = m?.[2];
-    if (m?.[3] === 'yes' && dir !== undefined && basename(dir).startsWith(TEST_DOMAIN_PREFIX)) {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-  // Directories of runs that died before (or after) their domain existed.
-  for (const entry of await readdir(tmpdir())) {
-    if (!entry.startsWith(TEST_DOMAIN_PREFIX)) continue;
-    const dir = join(tmpdir(), entry);
-    const owner = (await readdir(dir).catch(() => [])).find((f) => f.endsWith('.owner.json'));
-    if (owner === undefined) continue;
-    try {
-      const { pid } = JSON.parse(await readFile(join(dir, owner), 'utf8')) as { pid: number };
-      if (!pidAlive(pid)) await rm(dir, { recursive: true, force: true });
-    } catch {
-      // unreadable or half-written owner file: leave it
-    }
-  }
 }
