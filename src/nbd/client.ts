@@ -181,6 +181,11 @@ export class NbdClient {
     }
   }
 
+  /** Requests sent on this connection so far. */
+  get requestsSent(): number {
+    return this.tx.sent;
+  }
+
   /** Requests queued or in flight on this connection. */
   get pending(): number {
     return this.tx.pending;

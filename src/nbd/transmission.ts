@@ -68,6 +68,8 @@ export class Transmission implements ReplyHandler {
   private idleWaiters: Array<() => void> = [];
   private shuttingDown = false;
   private discSent = false;
+  /** Requests written to the socket so far (diagnostics, tests). */
+  sent = 0;
 
   constructor(
     private readonly transport: Transport,
@@ -180,6 +182,7 @@ export class Transmission implements ReplyHandler {
       });
     }
     this.transport.write(head);
+    this.sent++;
     if (this.watchdog === null && this.opts.timeoutMs > 0) this.startWatchdog();
   }
 
