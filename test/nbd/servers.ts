@@ -182,3 +182,12 @@ export async function nbdcopySha256(uri: string): Promise<string> {
     child.on('close', (code) => (code === 0 ? resolve(h.digest('hex')) : reject(new Error(`nbdcopy failed: ${err}`))));
   });
 }
+
+/** Byte-exact comparison that stays fast for large buffers and names the first difference. */
+export function sameBytes(actual: Buffer, expected: Buffer): string {
+  if (actual.equals(expected)) return 'equal';
+  if (actual.length !== expected.length) return `length ${actual.length} instead of ${expected.length}`;
+  let i = 0;
+  while (actual[i] === expected[i]) i++;
+  return `first difference at byte ${i}: ${actual[i]} instead of ${expected[i]}`;
+}
