@@ -2,7 +2,7 @@
 // directory. After a crash the final name holds either nothing or the complete file, never a
 // prefix; after the directory fsync the name itself survives power loss. Temporary names carry
 // host and pid (tmpName) so leftovers of dead processes can be recognised and removed by gc.
-import { constants } from 'node:fs';
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writevSync } from 'node:fs';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -107,6 +107,51 @@ export async function writeStreamAtomic(
     await fsyncDir(dir);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * writeFileAtomic with blocking calls, for worker threads: a worker blocked in fsync costs
+ * no CPU, and blocking calls need no event-loop turns (see ingest-worker.ts).
+ */
+export function writeFileAtomicSync(tmpDir: string, finalPath: string, parts: readonly Uint8Array[], knownDirs?: Set<string>): void {
+  const tmp = tmpName(tmpDir);
+  const fd = openSync(tmp, 'wx');
+  try {
+    try {
+      const total = parts.reduce((n, p) => n + p.byteLength, 0);
+      let written = writevSync(fd, parts as Uint8Array[]);
+      if (written < total) {
+        const rest = Buffer.concat(parts as Uint8Array[]);
+        while (written < total) written += writevSync(fd, [rest.subarray(written)], written);
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    const dir = dirname(finalPath);
+    if (knownDirs?.has(dir) !== true) {
+      if (mkdirSync(dir, { recursive: true }) !== undefined) fsyncDirSync(dirname(dir));
+      knownDirs?.add(dir);
+    }
+    renameSync(tmp, finalPath);
+    fsyncDirSync(dir);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
     throw e;
   }
 }

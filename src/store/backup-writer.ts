@@ -1,6 +1,7 @@
 // The ingest side of one running backup. Life of a data chunk:
 //   ingest()  -> wait for a free pool slot (backpressure), copy the bytes in
-//   worker    -> hash; if the chunk file is absent, compress and write it durably
+//   worker    -> hash; if the chunk file is absent, compress and write it: tmp file, fsync,
+//                rename, directory fsync (atomic-file.ts)
 //   flush()   -> in one IMMEDIATE transaction per batch: check the file still exists, upsert
 //                its `chunks` row stamped with the current gc epoch, insert the chunk_map row
 //   commit    -> release the slot
@@ -267,23 +268,21 @@ export class Writer implements BackupWriter {
   }
 
   private dispatch(item: Item, force: boolean): void {
-    this.ctx
-      .pool()
-      .store(item.slot, item.length, force)
-      .then(
-        (r) => {
-          item.hex = r.hex;
-          item.existed = r.existed;
-          item.storedSize = r.storedSize;
-          this.done.push(item);
-          this.scheduleFlush();
-        },
-        (e: unknown) => {
-          this.ctx.pool().releaseSlot(item.slot);
-          this.inFlight--;
-          this.setError(e, item);
-        },
-      );
+    const pool = this.ctx.pool();
+    pool.store(item.slot, item.length, force).then(
+      (r) => {
+        item.hex = r.hex;
+        item.existed = r.existed;
+        item.storedSize = r.storedSize;
+        this.done.push(item);
+        this.scheduleFlush();
+      },
+      (e: unknown) => {
+        pool.releaseSlot(item.slot);
+        this.inFlight--;
+        this.setError(e, item);
+      },
+    );
   }
 
   private setError(e: unknown, item?: Item): void {

@@ -23,7 +23,33 @@ export interface EncodedChunk {
   storedSize: number;
 }
 
+/** Sampling for incompressibility: SAMPLES windows of SAMPLE_BYTES spread over the chunk. */
+const SAMPLES = 8;
+const SAMPLE_BYTES = 4096;
+/** A sample that zstd cannot shrink below this fraction counts as incompressible. */
+const INCOMPRESSIBLE = 0.98;
+
+/**
+ * True when evenly spread samples (3% of a 1 MiB chunk) all fail to compress: then the whole
+ * chunk almost surely would too (random, encrypted or already-compressed guest data), and
+ * the full zstd pass, which costs about as much as hashing and writing together, is skipped.
+ * Any compressible sample sends the chunk through zstd as usual. See docs/store.md.
+ */
+export function looksIncompressible(plain: Uint8Array, compressor: Compressor): boolean {
+  if (plain.length < 4 * SAMPLES * SAMPLE_BYTES) return false;
+  const stride = Math.floor((plain.length - SAMPLE_BYTES) / (SAMPLES - 1));
+  for (let i = 0; i < SAMPLES; i++) {
+    const off = i * stride;
+    const out = compressor.compress(plain.subarray(off, off + SAMPLE_BYTES));
+    if (out.length < SAMPLE_BYTES * INCOMPRESSIBLE) return false;
+  }
+  return true;
+}
+
 export function encodeChunk(plain: Uint8Array, compressor: Compressor): EncodedChunk {
+  if (looksIncompressible(plain, compressor)) {
+    return { header: makeHeader(ENC_RAW, plain.length), body: plain, encoding: ENC_RAW, storedSize: HEADER_BYTES + plain.length };
+  }
   const compressed = compressor.compress(plain);
   const raw = compressed.length >= plain.length;
   const body = raw ? plain : compressed;

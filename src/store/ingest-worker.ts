@@ -1,16 +1,16 @@
 // Worker thread of the ingest pool (worker-pool.ts). Jobs:
-//   store   hash the plaintext in a shared slot; if no chunk file of that digest exists (or
-//           `force`), compress it and write the file atomically and durably; reply with the
-//           digest and whether the file already existed. Hashing comes first so a chunk that
-//           is already stored costs no compression.
+//   store   hash the plaintext in a shared slot; unless a chunk file of that digest already
+//           exists (and not `force`), compress it and write the file atomically and durably
+//           (atomic-file.ts); reply with the digest and whether it existed. Hashing comes
+//           first so a chunk that is already stored costs no compression.
 //   verify  read a chunk file, decode it and re-hash it (check --read-data)
-// The CPU part of a job runs synchronously here; file writes go to libuv's thread pool, so
-// the next job's hashing overlaps the previous job's fsync.
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+// All I/O here is blocking, on purpose: a worker drains every queued message in one go, so
+// multi-step async chains would stall behind queued hashing, and a worker blocked in fsync
+// uses no CPU. The pool runs more workers than cores to overlap fsync with hashing.
+import { existsSync, readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Compressor, Decompressor } from 'zstd-napi';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomicSync } from './atomic-file.js';
 import { decodeChunk, encodeChunk } from './codec.js';
 import { digestOf, toHex } from './hash.js';
 import { chunkPath } from './layout.js';
@@ -34,24 +34,23 @@ function errorReply(job: number, e: unknown): WorkerReply {
   return { type: 'error', job, message: err.message ?? String(e), errno: err.code ?? '' };
 }
 
-async function store(req: Extract<WorkerRequest, { type: 'store' }>): Promise<void> {
+function store(req: Extract<WorkerRequest, { type: 'store' }>): void {
   const plain = Buffer.from(data.slots, req.slot * data.slotSize, req.length);
-  const digest = digestOf(plain);
-  const hex = toHex(digest);
+  const hex = toHex(digestOf(plain));
   const path = chunkPath(data.chunksDir, hex);
   if (!req.force && existsSync(path)) {
     reply({ type: 'stored', job: req.job, hex, existed: true, storedSize: 0 });
     return;
   }
   const enc = encodeChunk(plain, compressor);
-  await writeFileAtomic(data.tmpDir, path, [enc.header, enc.body], knownDirs);
+  writeFileAtomicSync(data.tmpDir, path, [enc.header, enc.body], knownDirs);
   reply({ type: 'stored', job: req.job, hex, existed: false, storedSize: enc.storedSize });
 }
 
-async function verify(req: Extract<WorkerRequest, { type: 'verify' }>): Promise<void> {
+function verify(req: Extract<WorkerRequest, { type: 'verify' }>): void {
   let file: Buffer;
   try {
-    file = await readFile(chunkPath(data.chunksDir, req.hex));
+    file = readFileSync(chunkPath(data.chunksDir, req.hex));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       reply({ type: 'verified', job: req.job, problem: 'missing', reason: 'chunk file does not exist', plainLength: 0 });
@@ -75,6 +74,10 @@ async function verify(req: Extract<WorkerRequest, { type: 'verify' }>): Promise<
 }
 
 port.on('message', (req: WorkerRequest) => {
-  const run = req.type === 'store' ? store(req) : verify(req);
-  run.catch((e: unknown) => reply(errorReply(req.job, e)));
+  try {
+    if (req.type === 'store') store(req);
+    else verify(req);
+  } catch (e) {
+    reply(errorReply(req.job, e));
+  }
 });

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { PullbackError } from '../errors.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
-type StoreReply = Extract<WorkerReply, { type: 'stored' }>;
+export type StoreReply = Extract<WorkerReply, { type: 'stored' }>;
 type VerifyReply = Extract<WorkerReply, { type: 'verified' }>;
 
 interface Pending {
@@ -50,6 +50,11 @@ function spawnWorker(data: WorkerData): Worker {
   return new Worker(boot, { eval: true, workerData: data });
 }
 
+/** Cores + 2: two extra workers keep the cores busy while others wait in fsync. */
+export function defaultWorkers(): number {
+  return availableParallelism() + 2;
+}
+
 export function defaultSlots(chunkSize: number, workers: number): number {
   const bySize = Math.floor((32 * 1024 * 1024) / chunkSize);
   return Math.max(2 * workers + 2, Math.min(128, bySize));
@@ -69,7 +74,7 @@ export class WorkerPool {
   private closed = false;
 
   constructor(opts: PoolOptions) {
-    this.workerCount = Math.max(1, opts.workers ?? availableParallelism());
+    this.workerCount = Math.max(1, opts.workers ?? defaultWorkers());
     this.slotSize = opts.chunkSize;
     this.slotCount = opts.slots ?? defaultSlots(opts.chunkSize, this.workerCount);
     this.slots = new SharedArrayBuffer(this.slotSize * this.slotCount);
@@ -126,7 +131,7 @@ export class WorkerPool {
     return Buffer.from(this.slots, slot * this.slotSize, length);
   }
 
-  /** Hash + (if new or `force`) compress and durably write the chunk held in `slot`. */
+  /** Hash the chunk held in `slot`; if no file of it exists (or `force`), compress and write it durably. */
   async store(slot: number, length: number, force: boolean): Promise<StoreReply> {
     const r = await this.submit((job) => ({ type: 'store', job, slot, length, force }));
     return r as StoreReply;

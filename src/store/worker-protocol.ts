@@ -13,6 +13,7 @@ export type WorkerRequest =
   | { type: 'verify'; job: number; hex: string };
 
 export type WorkerReply =
+  /** `existed`: a file of this digest was already there; else `storedSize` bytes were written. */
   | { type: 'stored'; job: number; hex: string; existed: boolean; storedSize: number }
   | { type: 'verified'; job: number; problem: 'missing' | 'corrupt' | null; reason: string; plainLength: number }
   | { type: 'error'; job: number; message: string; errno: string };

@@ -3,7 +3,11 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { register as nbd } from './nbd.js';
+import { register as init } from './init.js';
+import { register as check } from './check.js';
+import { register as gc } from './gc.js';
+import { register as repair } from './repair.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [nbd];
+export const commands: Register[] = [nbd, init, check, gc, repair];

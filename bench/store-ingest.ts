@@ -1,0 +1,172 @@
+// Ingest throughput of the chunk store: 1 GiB random + 1 GiB compressible text + 2 GiB zeros,
+// generated in memory, pushed through the real pipeline (Repository.beginBackup -> ingest ->
+// complete) into a fresh repository. Prints MB/s and peak RSS beside the single-core
+// hash+compress ceiling measured in the same run on the same chunk sequence.
+//
+//   npx tsx bench/store-ingest.ts [--dir DIR] [--chunk-size 1M] [--random MiB] [--text MiB] [--zero MiB] [--workers N]
+//
+// Chunks are made unique cheaply: random chunks are a few random base buffers with a counter
+// written into their first bytes; text chunks are windows of a generated text pool at varying
+// offsets, also with a counter. The ceiling loop hashes and compresses exactly those chunks.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blake3 } from '@napi-rs/blake-hash';
+import { Compressor } from 'zstd-napi';
+import { Repository, parseSize } from '../src/store/index.js';
+
+const MiB = 1024 * 1024;
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? dflt) : dflt;
+}
+
+const chunkSize = parseSize(arg('chunk-size', '1M'));
+const randomMiB = Number(arg('random', '1024'));
+const textMiB = Number(arg('text', '1024'));
+const zeroMiB = Number(arg('zero', '2048'));
+const workers = Number(arg('workers', '0')) || undefined;
+const parent = arg('dir', tmpdir());
+
+type Kind = 'random' | 'text' | 'zero';
+const plan: Array<{ kind: Kind; chunks: number }> = [
+  { kind: 'random', chunks: Math.floor((randomMiB * MiB) / chunkSize) },
+  { kind: 'text', chunks: Math.floor((textMiB * MiB) / chunkSize) },
+  { kind: 'zero', chunks: Math.floor((zeroMiB * MiB) / chunkSize) },
+];
+const totalChunks = plan.reduce((n, p) => n + p.chunks, 0);
+const totalBytes = totalChunks * chunkSize;
+
+// --- generator -------------------------------------------------------------------------
+const randomBases = Array.from({ length: 4 }, () => randomBytes(chunkSize));
+const WORDS = 'the of and to in is was for on that with as by at from his her they this which disk block sector backup'.split(' ');
+function makeText(n: number): Buffer {
+  const out = Buffer.alloc(n);
+  let o = 0;
+  let x = 12345;
+  while (o < n) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    const w = WORDS[x % WORDS.length] ?? 'x';
+    o += out.write(x % 11 === 0 ? `${w}.\n` : `${w} `, o);
+    if (x % 97 === 0) o += out.write(`${x} `, o);
+  }
+  return out;
+}
+const textPool = makeText(8 * MiB + chunkSize);
+const textBuf = Buffer.alloc(chunkSize);
+const zeroBuf = Buffer.alloc(chunkSize);
+
+/** The n-th chunk of the workload; valid until the next call. */
+function* chunks(): Generator<{ kind: Kind; index: number; data: Buffer }> {
+  let index = 0;
+  for (const p of plan) {
+    for (let i = 0; i < p.chunks; i++, index++) {
+      let data: Buffer;
+      if (p.kind === 'random') {
+        data = randomBases[i % randomBases.length] as Buffer;
+        data.writeUInt32LE(index, 0);
+        data.writeUInt32LE(i, 4);
+      } else if (p.kind === 'text') {
+        const off = ((i * 7919) % 8192) * 1024;
+        textPool.copy(textBuf, 0, off, off + chunkSize);
+        textBuf.write(`chunk ${index} `, 0);
+        data = textBuf;
+      } else {
+        data = zeroBuf;
+      }
+      yield { kind: p.kind, index, data };
+    }
+  }
+}
+
+let cpuSeconds = 0;
+
+// --- pipeline --------------------------------------------------------------------------
+async function runPipeline(): Promise<{ seconds: number; peakRss: number; perKind: Record<Kind, number>; stored: number }> {
+  const dir = mkdtempSync(join(parent, 'pullback-bench-'));
+  try {
+    const repo = await Repository.init(join(dir, 'repo'), { chunkSize, ...(workers !== undefined ? { workers } : {}) });
+    let peakRss = process.memoryUsage.rss();
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    }, 20);
+    const perKind: Record<Kind, number> = { random: 0, text: 0, zero: 0 };
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const w = await repo.beginBackup({ domain: 'bench', level: 'full', parentId: null, checkpoint: 'b', disks: [{ name: 'vda', size: totalBytes }] });
+    let kind: Kind | undefined;
+    let kt = t0;
+    for (const c of chunks()) {
+      if (c.kind !== kind) {
+        const now = performance.now();
+        if (kind !== undefined) perKind[kind] = (now - kt) / 1000;
+        kind = c.kind;
+        kt = now;
+      }
+      await w.ingest('vda', c.index, c.data);
+    }
+    const rec = await w.complete();
+    const t1 = performance.now();
+    const cpu = process.cpuUsage(cpu0);
+    cpuSeconds = (cpu.user + cpu.system) / 1e6;
+    if (kind !== undefined) perKind[kind] = (t1 - kt) / 1000;
+    clearInterval(sampler);
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+    await repo.close();
+    const d = rec.disks[0];
+    return { seconds: (t1 - t0) / 1000, peakRss, perKind, stored: d?.bytesStored ?? 0 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// --- single-core ceiling ---------------------------------------------------------------
+function runCeiling(): { all: number; perKind: Record<Kind, number>; zeroSkip: number } {
+  const c = new Compressor();
+  c.setParameters({ compressionLevel: 3 });
+  const perKind: Record<Kind, number> = { random: 0, text: 0, zero: 0 };
+  let sink = 0;
+  for (const ch of chunks()) {
+    const t = performance.now();
+    sink ^= blake3(ch.data)[0] ?? 0;
+    sink ^= c.compress(ch.data).length;
+    perKind[ch.kind] += (performance.now() - t) / 1000;
+  }
+  // The same single core, but skipping zero chunks with a memcmp as the pipeline does.
+  let zeroCheck = 0;
+  for (const ch of chunks()) {
+    if (ch.kind !== 'zero') continue;
+    const t = performance.now();
+    sink ^= ch.data.equals(zeroBuf) ? 1 : 0;
+    zeroCheck += (performance.now() - t) / 1000;
+  }
+  if (sink === 0.5) console.log('');
+  const all = perKind.random + perKind.text + perKind.zero;
+  return { all, perKind, zeroSkip: perKind.random + perKind.text + zeroCheck };
+}
+
+function mbps(bytes: number, s: number): string {
+  return `${(bytes / 1e6 / s).toFixed(0)} MB/s`;
+}
+
+const genStart = performance.now();
+for (const c of chunks()) void c;
+const genSeconds = (performance.now() - genStart) / 1000;
+
+const p = await runPipeline();
+const maxRssKiB = process.resourceUsage().maxRSS;
+const ceil = runCeiling();
+const bytesOf = (k: Kind): number => (plan.find((x) => x.kind === k)?.chunks ?? 0) * chunkSize;
+
+console.log(`workload: ${randomMiB} MiB random + ${textMiB} MiB text + ${zeroMiB} MiB zeros, chunk ${chunkSize / 1024} KiB, repo under ${parent}`);
+console.log(`generator alone: ${genSeconds.toFixed(2)} s for all chunks`);
+console.log(`pipeline: ${p.seconds.toFixed(2)} s = ${mbps(totalBytes, p.seconds)} overall; stored ${(p.stored / 1e6).toFixed(0)} MB`);
+for (const k of ['random', 'text', 'zero'] as const) console.log(`  ${k.padEnd(6)} ${mbps(bytesOf(k), p.perKind[k])}`);
+console.log(`pipeline CPU: ${cpuSeconds.toFixed(2)} s (all threads) = ${((100 * cpuSeconds) / p.seconds).toFixed(0)}% of one core`);
+console.log(`peak RSS: ${(p.peakRss / MiB).toFixed(0)} MiB sampled during the pipeline; process maxRSS before the ceiling run ${(maxRssKiB / 1024).toFixed(0)} MiB`);
+console.log(`single-core hash+compress ceiling (blake3 + zstd level 3, every chunk): ${ceil.all.toFixed(2)} s = ${mbps(totalBytes, ceil.all)}`);
+for (const k of ['random', 'text', 'zero'] as const) console.log(`  ${k.padEnd(6)} ${mbps(bytesOf(k), ceil.perKind[k])}`);
+console.log(`single-core ceiling with zero chunks skipped by memcmp: ${ceil.zeroSkip.toFixed(2)} s = ${mbps(totalBytes, ceil.zeroSkip)}`);
+console.log(`pipeline / ceiling: ${(ceil.all / p.seconds).toFixed(2)}x; pipeline / zero-skipping ceiling: ${(ceil.zeroSkip / p.seconds).toFixed(2)}x`);
