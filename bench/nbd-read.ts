@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BASE_ALLOCATION, NbdPool, getExtents, parseNbdUri, type NbdTarget } from '../src/nbd/index.js';
+import { BASE_ALLOCATION, NbdPool, parseNbdUri, readSequential, type NbdTarget } from '../src/nbd/index.js';
 
 interface RunResult {
   bytes: number;
@@ -48,38 +48,8 @@ interface Config {
   extents: boolean;
 }
 
-/** Reusable slot buffers, allocated once for all runs. */
-let slots: Buffer[] = [];
 
 const ZEROS = Buffer.alloc(1024 * 1024);
-
-interface Piece {
-  offset: number;
-  length: number;
-  /** Known to read as zeros (base:allocation NBD_STATE_ZERO): not read, like nbdcopy. */
-  zero: boolean;
-}
-
-/** The export cut into request-sized pieces, zero ranges marked (one block-status pass). */
-async function plan(pool: NbdPool, useExtents: boolean): Promise<Piece[]> {
-  const S = pool.requestSize;
-  const ranges = useExtents
-    ? (await getExtents(pool.primary)).map((e) => ({ offset: e.offset, length: e.length, zero: e.zero }))
-    : [{ offset: 0, length: pool.size, zero: false }];
-  const pieces: Piece[] = [];
-  for (const r of ranges) {
-    if (r.zero) {
-      pieces.push(r);
-      continue;
-    }
-    for (let p = r.offset; p < r.offset + r.length; ) {
-      const next = Math.min(r.offset + r.length, (Math.floor(p / S) + 1) * S);
-      pieces.push({ offset: p, length: next - p, zero: false });
-      p = next;
-    }
-  }
-  return pieces;
-}
 
 async function readAll(target: NbdTarget, cfg: Config): Promise<RunResult> {
   const t0 = performance.now();
@@ -89,57 +59,17 @@ async function readAll(target: NbdTarget, cfg: Config): Promise<RunResult> {
     requestSize: cfg.requestSize,
     ...(cfg.extents ? { metaContexts: [BASE_ALLOCATION] } : {}),
   });
-  const pieces = await plan(pool, cfg.extents);
-  const S = pool.requestSize;
-  const K = pool.connections * cfg.inflight;
-  if (slots.length !== K || (slots[0]?.length ?? 0) !== S) slots = Array.from({ length: K }, () => Buffer.allocUnsafe(S));
   const hash: Hash | null = cfg.sha256 ? createHash('sha256') : null;
-
-  // A ring of K slots: up to K reads in flight; pieces are consumed (hashed) in offset order
-  // and each slot is reused for the next piece. Zero pieces complete at once.
-  await new Promise<void>((resolve, reject) => {
-    const slotPiece = new Array<Piece | null>(K).fill(null);
-    const slotDone = new Array<boolean>(K).fill(false);
-    let next = 0;
-    let head = 0;
-    let live = 0;
-    let failed = false;
-    const issue = (i: number): void => {
-      const piece = pieces[next++] as Piece;
-      slotPiece[i] = piece;
-      live++;
-      if (piece.zero) {
-        slotDone[i] = true;
-        return;
-      }
-      slotDone[i] = false;
-      pool.submitRead(slots[i] as Buffer, 0, piece.offset, piece.length, (err) => {
-        if (err !== null) {
-          if (!failed) reject(err);
-          failed = true;
-          return;
-        }
-        slotDone[i] = true;
-        drain();
-      });
-    };
-    const drain = (): void => {
-      while (!failed && slotDone[head] === true) {
-        const piece = slotPiece[head] as Piece;
-        slotDone[head] = false;
-        live--;
-        if (hash !== null) {
-          if (!piece.zero) hash.update((slots[head] as Buffer).subarray(0, piece.length));
-          else for (let n = piece.length; n > 0; n -= ZEROS.length) hash.update(ZEROS.subarray(0, Math.min(n, ZEROS.length)));
-        }
-        if (next < pieces.length) issue(head);
-        head = (head + 1) % K;
-      }
-      if (live === 0 && next >= pieces.length) resolve();
-    };
-    for (let i = 0; i < K && next < pieces.length; i++) issue(i);
-    drain();
-  });
+  // In offset order, up to connections × inflight reads in flight (src/nbd/read-sequential.ts).
+  await readSequential(
+    pool,
+    (_offset, length, data) => {
+      if (hash === null) return;
+      if (data !== null) hash.update(data);
+      else for (let n = length; n > 0; n -= ZEROS.length) hash.update(ZEROS.subarray(0, Math.min(n, ZEROS.length)));
+    },
+    { skipZeroes: cfg.extents },
+  );
   await pool.close();
   const seconds = (performance.now() - t0) / 1000;
   return hash === null ? { bytes: pool.size, seconds } : { bytes: pool.size, seconds, sha256: hash.digest('hex') };

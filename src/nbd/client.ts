@@ -95,6 +95,8 @@ export class NbdClient {
   readonly metaContexts: ReadonlyMap<string, number>;
   /** Bytes per NBD_CMD_READ. */
   readonly requestSize: number;
+  /** Requests in flight on this connection before further ones queue. */
+  readonly maxInflight: number;
   private readonly tx: Transmission;
   private readonly transport: Transport;
   private readonly where: string;
@@ -122,13 +124,14 @@ export class NbdClient {
     this.description = info.description;
     this.metaContexts = contexts;
     this.requestSize = chooseRequestSize(info.blockSize, opts.requestSize ?? DEFAULT_REQUEST_SIZE);
+    this.maxInflight = Math.max(1, opts.maxInflight ?? DEFAULT_MAX_INFLIGHT);
     this.transport = transport;
     this.where = describeTarget(target);
     this.tx = new Transmission(transport, {
       where: this.where,
       structuredReplies: structured,
       contexts: new Map([...contexts].map(([name, id]) => [id, name])),
-      maxInflight: Math.max(1, opts.maxInflight ?? DEFAULT_MAX_INFLIGHT),
+      maxInflight: this.maxInflight,
       timeoutMs: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
     });
     transport.setSink(this.tx.parser);

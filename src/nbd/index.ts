@@ -3,6 +3,7 @@
 export { NbdClient, type NbdConnectOptions, type Extent, type RequestOptions, type ReadHandle } from './client.js';
 export { NbdPool, type NbdPoolOptions } from './pool.js';
 export { getExtents, type GetExtentsOptions } from './get-extents.js';
+export { readSequential, type SequentialReadOptions, type PieceConsumer } from './read-sequential.js';
 export { mergeExtents, kindOf, type LabelledExtent, type ExtentKind, type FlaggedExtent } from './extents.js';
 export { listExports, listMetaContexts, type DiscoveryOptions } from './discovery.js';
 export { parseNbdUri, formatNbdUri, describeTarget, NBD_DEFAULT_PORT, type NbdTarget } from './uri.js';

@@ -30,6 +30,7 @@ describe('parseNbdUri', () => {
   it('round-trips through formatNbdUri', () => {
     for (const t of [
       { socketPath: '/tmp/with space/x.sock', exportName: 'a b/c' },
+      { socketPath: '/tmp/q?x&y=1#z.sock', exportName: '/disk' },
       { host: '::1', port: 123, exportName: 'vda' },
     ]) {
       expect(parseNbdUri(formatNbdUri(t))).toEqual(t);

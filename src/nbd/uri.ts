@@ -69,9 +69,11 @@ export function parseNbdUri(uri: string): NbdTarget {
 
 /** The canonical URI of a target (round-trips through parseNbdUri). */
 export function formatNbdUri(target: NbdTarget): string {
-  const path = encodeURIComponent(target.exportName);
+  // Slashes may stay literal in both the path and the query (RFC 3986 3.3, 3.4): more readable.
+  const enc = (s: string): string => encodeURIComponent(s).replace(/%2F/g, '/');
+  const path = enc(target.exportName);
   if (target.socketPath !== undefined) {
-    return `nbd+unix:///${path}?socket=${encodeURIComponent(target.socketPath)}`;
+    return `nbd+unix:///${path}?socket=${enc(target.socketPath)}`;
   }
   const host = target.host ?? 'localhost';
   const h = host.includes(':') ? `[${host}]` : host;

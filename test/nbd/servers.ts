@@ -74,7 +74,8 @@ export async function startQemuNbd(
   const name = opts.name ?? 'qemu-nbd';
   const sock = join(dir, `${name}.sock`);
   const pidFile = join(dir, `${name}.pid`);
-  const args = ['-r', '-e', '0', '-f', opts.format, '--fork', '--pid-file', pidFile];
+  // -t: keep serving after the last client leaves (tests connect many times).
+  const args = ['-r', '-t', '-e', '0', '-f', opts.format, '--fork', '--pid-file', pidFile];
   if (opts.exportName !== undefined) args.push('-x', opts.exportName);
   if (opts.tcpPort !== undefined) args.push('-b', '127.0.0.1', '-p', String(opts.tcpPort));
   else args.push('-k', sock);
