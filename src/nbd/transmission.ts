@@ -263,9 +263,15 @@ export class Transmission implements ReplyHandler {
     } else {
       this.settle(req, null);
     }
-    if (this.shuttingDown && this.inflight.size === 0) {
-      // proto.md: on ESHUTDOWN the client MUST initiate a soft disconnect.
-      this.sendDisc();
+    if (this.shuttingDown) {
+      // proto.md: on ESHUTDOWN the client MUST initiate a soft disconnect: send nothing new.
+      const queued = this.queue.slice(this.qHead);
+      this.queue = [];
+      this.qHead = 0;
+      for (const r of queued) {
+        this.settle(r, new PullbackError('NBD_CLOSED', `${this.describe(r)}: the server is shutting down (it answered ESHUTDOWN)`));
+      }
+      if (this.inflight.size === 0) this.sendDisc();
     }
     this.pump();
     if (this.inflight.size === 0) this.notifyIdle();

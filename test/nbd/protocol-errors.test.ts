@@ -251,11 +251,14 @@ describe('server errors fail only their own request', () => {
     expect(await c.read(4096, 4096)).toEqual(Buffer.alloc(4096, 7));
   });
 
-  it('ESHUTDOWN makes the client disconnect softly', async () => {
+  it('ESHUTDOWN makes the client disconnect softly, sending nothing new', async () => {
     const s = await serve({ onRequest: (r, conn) => conn.write(errorChunk(r.cookie, DONE, 108, 'going down')) });
-    const c = await connect(s);
-    const e = (await rejection(c.read(0, 4096))) as NbdServerError;
-    expect(e.errnoName).toBe('ESHUTDOWN');
+    const c = await connect(s, { maxInflight: 1 });
+    const [e, q1, q2] = await threeReads(c);
+    expect((e as NbdServerError).errnoName).toBe('ESHUTDOWN');
+    expect([q1?.code, q2?.code]).toEqual(['NBD_CLOSED', 'NBD_CLOSED']);
+    expect(q1?.message).toMatch(/offset 65536, length 4096: the server is shutting down/);
+    expect(s.requests.length).toBe(1); // the queued reads were never sent
     const after = await rejection(c.read(0, 4096));
     expect(after.code).toBe('NBD_CLOSED');
     expect(after.message).toMatch(/shutting down|NBD_CMD_DISC/);
