@@ -151,3 +151,24 @@ async function readLock(file: string): Promise<LockInfo | 'gone' | 'unreadable'>
     return 'unreadable';
   }
 }
+
+/** Removes lock files of provably dead owners (any kind), with a warning each; returns how many. */
+export async function reapStaleLocks(lockDir: string, warn: (m: string) => void): Promise<number> {
+  let n = 0;
+  let names: string[];
+  try {
+    names = await readdir(lockDir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.endsWith('.lock')) continue;
+    const file = join(lockDir, name);
+    const info = await readLock(file);
+    if (typeof info === 'string' || liveness(info.owner) !== 'dead') continue;
+    await unlink(file).catch(() => undefined);
+    warn(`removed stale ${info.kind} lock of ${info.purpose} left by dead process ${describeOwner(info.owner)} (since ${info.time})`);
+    n++;
+  }
+  return n;
+}

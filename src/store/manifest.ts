@@ -151,6 +151,12 @@ class ByteReader {
 
 export class ManifestError extends Error {
   override name = 'ManifestError';
+  /** errno code of an underlying I/O error (e.g. ENOENT), if any. */
+  readonly code: string | undefined;
+  constructor(message: string, code?: string) {
+    super(message);
+    this.code = code;
+  }
 }
 
 /** Reads a manifest: meta first, then rows in batches. Throws ManifestError on any damage. */
@@ -164,7 +170,11 @@ export class ManifestReader {
   }
 
   static async open(path: string): Promise<ManifestReader> {
-    const stream = createReadStream(path).pipe(new DecompressStream());
+    const src = createReadStream(path);
+    const stream = new DecompressStream();
+    // pipe() does not forward errors: a missing or unreadable file must fail the reader.
+    src.on('error', (e) => stream.destroy(e));
+    src.pipe(stream);
     const reader = new ByteReader(stream as AsyncIterable<Buffer>);
     try {
       if (!(await reader.fill(12)) || !reader.take(8).equals(MAGIC)) throw new ManifestError('bad magic');
@@ -214,5 +224,5 @@ export class ManifestReader {
 
 function asManifestError(e: unknown): ManifestError {
   if (e instanceof ManifestError) return e;
-  return new ManifestError(e instanceof Error ? e.message : String(e));
+  return new ManifestError(e instanceof Error ? e.message : String(e), (e as NodeJS.ErrnoException).code);
 }

@@ -17,7 +17,7 @@ import { runGc, type GcOptions } from './gc.js';
 import { digestOf, fromHex, toHex } from './hash.js';
 import { IndexDb } from './index-db.js';
 import { chunkPath, layout, manifestPath, type Layout } from './layout.js';
-import { acquireLock, type LockKind, type RepoLock } from './lock.js';
+import { acquireLock, reapStaleLocks, type LockKind, type RepoLock } from './lock.js';
 import { currentOwner, describeOwner, liveness, parseOwner } from './owner.js';
 import { rebuildIndex, type RebuildReport } from './repair.js';
 import type {
@@ -408,6 +408,7 @@ export class Repository {
     const lock = await this.lock('gc', opts.dryRun === true ? 'gc --dry-run' : 'gc', opts.signal);
     try {
       const reaped = this.reapDeadBackups();
+      await reapStaleLocks(this.layout.locks, this.warn);
       const report = await runGc(this.context, opts);
       if (reaped.length > 0) report.warnings.unshift(`marked ${reaped.length} dead running backup(s) failed`);
       return report;

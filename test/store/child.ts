@@ -1,0 +1,39 @@
+// A separate process for multi-process store tests (crash, concurrency, locks). Run with
+// `node --import tsx test/store/child.ts MODE REPO ...`; it reports progress as lines on stdout.
+//   ingest DOMAIN CHUNKS SEED [SHARED]  full backup of disk vda (CHUNKS chunks of the repo's chunk
+//                                        size); chunks < SHARED use seed 0, so two children share them
+//   hold-lock KIND                      take a lock and wait to be killed
+import { acquireLock, type LockKind } from '../../src/store/lock.js';
+import { Repository } from '../../src/store/index.js';
+import { seededChunk } from './helpers.js';
+
+const [mode, repoDir, ...rest] = process.argv.slice(2);
+const say = (s: string): void => {
+  process.stdout.write(`${s}\n`);
+};
+
+if (mode === 'ingest' && repoDir !== undefined) {
+  const [domain = 'vm', chunksArg = '10', seedArg = '1', sharedArg = '0'] = rest;
+  const chunks = Number(chunksArg);
+  const seed = Number(seedArg);
+  const shared = Number(sharedArg);
+  const repo = await Repository.open(repoDir, { workers: 2, lockWaitMs: 30_000, onWarning: (m) => say(`warning ${m}`) });
+  const cs = repo.config.chunkSize;
+  const w = await repo.beginBackup({ domain, level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: chunks * cs }] });
+  say(`begun ${w.id}`);
+  for (let i = 0; i < chunks; i++) {
+    await w.ingest('vda', i, seededChunk(cs, i < shared ? 0 : seed, i));
+    say(`ingested ${i}`);
+  }
+  say('completing');
+  const rec = await w.complete();
+  say(`complete ${rec.id}`);
+  await repo.close();
+} else if (mode === 'hold-lock' && repoDir !== undefined) {
+  await acquireLock(`${repoDir}/locks`, (rest[0] ?? 'gc') as LockKind, 'test child', { onWarning: (m) => say(`warning ${m}`) });
+  say('locked');
+  setInterval(() => undefined, 1000);
+} else {
+  process.stderr.write('usage: child.ts ingest REPO DOMAIN CHUNKS SEED [SHARED] | hold-lock REPO KIND\n');
+  process.exit(2);
+}
