@@ -52,10 +52,17 @@ describe('decideLevel', () => {
     );
   });
 
-  it('auto with a raw disk is full', () => {
+  it('a raw disk beside a qcow2 disk does not force a full (it is read whole on its own)', () => {
     const d = decideLevel(input({ disks: [disks[0]!, { name: 'vdb', size: 200, incrementalCapable: false }] }));
-    expect(d.level).toBe('full');
-    expect(d.reason).toContain('vdb cannot be backed up incrementally');
+    expect(d.level).toBe('incremental');
+  });
+
+  it('auto with only raw disks is full', () => {
+    const raw = disks.map((d) => ({ ...d, incrementalCapable: false }));
+    expect(decideLevel(input({ disks: raw }))).toEqual({
+      level: 'full',
+      reason: 'no disk of the domain can carry a dirty bitmap (none is qcow2)',
+    });
   });
 
   it('full requested is full even with a usable base', () => {

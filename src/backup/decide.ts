@@ -63,7 +63,6 @@ function whyNotIncremental(input: DecideInput): string | undefined {
     const was = before.get(d.name);
     if (was !== d.size) return `disk ${d.name} changed size since backup ${base.id} (${was} -> ${d.size} bytes)`;
   }
-  const raw = disks.find((d) => !d.incrementalCapable);
-  if (raw !== undefined) return `disk ${raw.name} cannot be backed up incrementally (not a qcow2 image)`;
+  if (!disks.some((d) => d.incrementalCapable)) return 'no disk of the domain can carry a dirty bitmap (none is qcow2)';
   return undefined;
 }

@@ -33,6 +33,8 @@ export interface Libvirt {
   define(xml: string, opts?: CallOptions): Promise<void>;
   /** Removes a shut-off domain's definition; `checkpointsMetadata` also drops its checkpoint metadata. */
   undefine(domain: string, opts?: CallOptions & { checkpointsMetadata?: boolean }): Promise<void>;
+  /** Virtual size (capacity) of a disk in bytes, by target name (vda); `domblkinfo`. */
+  blockCapacity(domain: string, target: string, opts?: CallOptions): Promise<number>;
   start(domain: string, opts?: CallOptions): Promise<void>;
   /** Hard power-off (the guest gets no say). */
   destroy(domain: string, opts?: CallOptions): Promise<void>;
@@ -63,7 +65,11 @@ export interface Libvirt {
     opts?: CallOptions & { noDomain?: boolean; size?: boolean },
   ): Promise<string>;
   /** Creates a checkpoint, or with `redefine` re-registers one from checkpoint-dumpxml output. */
-  checkpointCreate(domain: string, xml: string, opts?: CallOptions & { redefine?: boolean }): Promise<void>;
+  checkpointCreate(
+    domain: string,
+    xml: string,
+    opts?: CallOptions & { redefine?: boolean; /** with redefine: libvirt checks the bitmaps exist */ validate?: boolean },
+  ): Promise<void>;
   /** Deletes a checkpoint and its bitmaps, or with `metadataOnly` only libvirt's record of it. */
   checkpointDelete(domain: string, checkpoint: string, opts?: CallOptions & { metadataOnly?: boolean }): Promise<void>;
 

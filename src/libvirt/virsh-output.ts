@@ -88,3 +88,12 @@ export function parseVersion(stdout: string): LibvirtVersion {
     hypervisor: hv?.[1] === undefined || hv[2] === undefined ? null : { name: hv[1], version: hv[2] },
   };
 }
+
+/** `virsh domblkinfo DOM DEV`: the Capacity line, in bytes. */
+export function parseBlockCapacity(stdout: string, domain: string, target: string): number {
+  const m = /^Capacity:\s*(\d+)\s*$/m.exec(stdout);
+  if (m?.[1] === undefined) {
+    throw new PullbackError('VIRSH_FAILED', `virsh domblkinfo ${domain} ${target} printed no Capacity line`);
+  }
+  return Number(m[1]);
+}

@@ -14,7 +14,7 @@ import type { ErrorCode } from '../errors.js';
 import { resolveLibvirtUri } from './libvirt.js';
 import type { CallOptions, DomainState, JobInfo, Libvirt, LibvirtVersion } from './libvirt.js';
 import { classifyVirshError, virshErrorLines } from './virsh-errors.js';
-import { parseDomState, parseJobInfo, parseNameList, parseVersion } from './virsh-output.js';
+import { parseBlockCapacity, parseDomState, parseJobInfo, parseNameList, parseVersion } from './virsh-output.js';
 
 export interface VirshLibvirtOptions {
   /** Connection URI; default from LIBVIRT_DEFAULT_URI, else qemu:///system. */
@@ -68,6 +68,10 @@ export class VirshLibvirt implements Libvirt {
   async undefine(domain: string, opts: CallOptions & { checkpointsMetadata?: boolean } = {}): Promise<void> {
     const extra = opts.checkpointsMetadata === true ? ['--checkpoints-metadata'] : [];
     await this.run(['undefine', '--domain', domain, ...extra], opts);
+  }
+
+  async blockCapacity(domain: string, target: string, opts: CallOptions = {}): Promise<number> {
+    return parseBlockCapacity(await this.run(['domblkinfo', '--domain', domain, '--device', target], opts), domain, target);
   }
 
   async start(domain: string, opts: CallOptions = {}): Promise<void> {
@@ -138,8 +142,12 @@ export class VirshLibvirt implements Libvirt {
     return this.run(['checkpoint-dumpxml', '--domain', domain, '--checkpointname', checkpoint, ...extra], opts);
   }
 
-  async checkpointCreate(domain: string, xml: string, opts: CallOptions & { redefine?: boolean } = {}): Promise<void> {
-    const extra = opts.redefine === true ? ['--redefine'] : [];
+  async checkpointCreate(
+    domain: string,
+    xml: string,
+    opts: CallOptions & { redefine?: boolean; validate?: boolean } = {},
+  ): Promise<void> {
+    const extra = opts.redefine === true ? ['--redefine', ...(opts.validate === true ? ['--redefine-validate'] : [])] : [];
     await withTempDir(async (dir) => {
       const file = await writeXml(dir, 'checkpoint.xml', xml);
       await this.run(['checkpoint-create', '--domain', domain, '--xmlfile', file, ...extra], opts);
