@@ -266,15 +266,22 @@ export class NbdClient {
     return out;
   }
 
-  /** Waits for everything in flight, sends NBD_CMD_DISC and closes the socket. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Waits for everything in flight (bounded by requestTimeoutMs), sends NBD_CMD_DISC and closes
+   * the socket. Idempotent. Aborting `signal` stops waiting: the connection is dropped at once.
+   */
+  close(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const signal = opts.signal;
+    const onAbort = (): void => this.tx.fail('NBD_ABORTED', 'closing was aborted by the caller', signal?.reason);
+    if (signal?.aborted === true) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     this.closePromise ??= (async () => {
       await this.tx.whenIdle();
       this.tx.sendDisc();
       await this.transport.end(5000);
       this.detachSignal();
     })();
-    return this.closePromise;
+    return this.closePromise.finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
   /** Throws NBD_INVALID_ARGUMENT unless [offset, offset+length) is a valid range of the export. */

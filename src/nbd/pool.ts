@@ -127,8 +127,8 @@ export class NbdPool {
     return this.primary.blockStatus(context, offset, length, opts);
   }
 
-  async close(): Promise<void> {
-    const results = await Promise.allSettled(this.clients.map((c) => c.close()));
+  async close(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const results = await Promise.allSettled(this.clients.map((c) => c.close(opts)));
     const bad = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bad !== undefined) throw bad.reason;
   }

@@ -28,6 +28,8 @@ export interface FakeScript {
   /** Context names the server knows (default ['base:allocation']); ids are 1, 2, ... */
   contexts?: string[];
   blockSize?: { minimum: number; preferred: number; maximum: number };
+  /** Transmission flags (default HAS_FLAGS | READ_ONLY | CAN_MULTI_CONN). */
+  transmissionFlags?: number;
   /** Never send the greeting (a server that hangs during the handshake). */
   silent?: boolean;
   onRequest(req: FakeRequest, conn: FakeConn): void;
@@ -169,7 +171,7 @@ export async function startFakeServer(dir: string, script: FakeScript): Promise<
           const info = Buffer.alloc(12);
           info.writeUInt16BE(0, 0);
           info.writeBigUInt64BE(BigInt(size), 2);
-          info.writeUInt16BE(1 | 2 | (1 << 8), 10); // HAS_FLAGS | READ_ONLY | CAN_MULTI_CONN
+          info.writeUInt16BE(script.transmissionFlags ?? 1 | 2 | (1 << 8), 10); // HAS_FLAGS | READ_ONLY | CAN_MULTI_CONN
           sock.write(optReply(option, 3, info));
           if (script.blockSize !== undefined) {
             const bs = Buffer.alloc(14);

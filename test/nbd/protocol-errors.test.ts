@@ -304,6 +304,19 @@ describe('servers that stop answering', () => {
     expect(await c.read(8192, 512)).toEqual(Buffer.alloc(512, 0x22));
   });
 
+  it('close() waits for requests in flight, and its signal stops the wait', async () => {
+    const s = await serve({ onRequest: () => undefined });
+    const c = await NbdClient.connect(s.target, { requestTimeoutMs: 0 }); // no watchdog: would wait forever
+    const pending = rejection(c.read(0, 4096));
+    const ac = new AbortController();
+    const closing = c.close({ signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    await closing;
+    const e = await pending;
+    expect(e.code).toBe('NBD_ABORTED');
+    expect(e.message).toMatch(/offset 0, length 4096: closing was aborted by the caller/);
+  });
+
   it('a connection-wide signal tears everything down', async () => {
     const s = await serve({ onRequest: () => undefined });
     const ac = new AbortController();
