@@ -95,13 +95,9 @@ export class Transmission implements ReplyHandler {
     };
   }
 
-  /** Requests queued or in flight and not abandoned (for load balancing across connections). */
+  /** Requests queued or in flight, abandoned ones included (for load balancing across connections). */
   get pending(): number {
     return this.inflight.size + (this.queue.length - this.qHead);
-  }
-
-  get failed(): PullbackError | null {
-    return this.failure === null ? null : new PullbackError(this.failure.code, this.failure.reason);
   }
 
   describe(req: { type: number; offset: number; length: number }): string {

@@ -221,8 +221,16 @@ describe('qemu-nbd, raw image', () => {
   });
 
   it('works over TCP with an nbd:// URI', async () => {
-    const port = 20000 + Math.floor(Math.random() * 30000);
-    const tcp = await startQemuNbd(tmp.dir, rawPath, { format: 'raw', name: 'tcp', exportName: 'disk', tcpPort: port });
+    let tcp: RunningServer | undefined;
+    let port = 0;
+    for (let attempt = 0; tcp === undefined; attempt++) {
+      port = 20000 + Math.floor(Math.random() * 30000);
+      try {
+        tcp = await startQemuNbd(tmp.dir, rawPath, { format: 'raw', name: `tcp${attempt}`, exportName: 'disk', tcpPort: port });
+      } catch (e) {
+        if (attempt === 4) throw e; // five random ports busy: give up
+      }
+    }
     servers.push(tcp);
     const target = parseNbdUri(`nbd://127.0.0.1:${port}/disk`);
     const c = await track(NbdClient.connect(target));
