@@ -51,6 +51,9 @@ const KIND_SIMPLE = 0;
 const KIND_DATA = 1;
 const KIND_BIG = 2;
 
+/** Structured chunk header + the 8-byte offset of an OFFSET_DATA payload. */
+const HEADER_PEEK = STRUCTURED_REPLY_HEADER_SIZE + 8;
+
 const EMPTY = Buffer.alloc(0);
 const TWO_32 = 0x1_0000_0000;
 
@@ -72,6 +75,8 @@ export class ReplyParser {
   private bigBuf: Buffer = EMPTY;
   private lastTarget: Buffer | null = null;
   private lastIsScratch = false;
+  /** The last message ended with a payload read straight into its destination. */
+  private afterBulk = false;
 
   constructor(
     private readonly handler: ReplyHandler,
@@ -97,7 +102,10 @@ export class ReplyParser {
         this.end -= this.start;
         this.start = 0;
       }
-      t = this.scratch.subarray(this.end);
+      // Right after a bulk payload, the next reply is probably bulk too: read just its header
+      // and data offset, so that its payload goes straight to its destination, not via scratch.
+      const limit = this.afterBulk && this.state === HEADER && this.start === this.end ? HEADER_PEEK : this.scratch.length;
+      t = this.scratch.subarray(this.end, Math.min(this.scratch.length, this.end + limit));
       this.lastIsScratch = true;
     }
     this.lastTarget = t;
@@ -121,6 +129,7 @@ export class ReplyParser {
         this.dRemaining -= n;
         if (this.dRemaining === 0) {
           this.finishDirect();
+          this.afterBulk = this.dTotal >= 4096;
           this.parse();
         }
       }
@@ -174,6 +183,7 @@ export class ReplyParser {
       switch (this.state) {
         case HEADER: {
           if (avail < 4) return;
+          this.afterBulk = false;
           const magic = s.readUInt32BE(this.start);
           if (magic === NBD_STRUCTURED_REPLY_MAGIC) {
             if (avail < STRUCTURED_REPLY_HEADER_SIZE) return;
