@@ -122,14 +122,6 @@ export class Transport {
     if (!this.closed) this.socket.write(buf);
   }
 
-  cork(): void {
-    this.socket.cork();
-  }
-
-  uncork(): void {
-    this.socket.uncork();
-  }
-
   /** Half-closes our side and waits up to `timeoutMs` for the server to close; then destroys. */
   async end(timeoutMs: number): Promise<void> {
     if (this.closed) return;
