@@ -1,0 +1,179 @@
+// restoreBackup: a backup's disks from the store into image files or block devices.
+//
+// Per disk: the chain (full, then each incremental) is resolved into one chunk map by the
+// store (Repository.resolveChunkMap), planned (plan.ts), and written once (write-disk.ts):
+// every chunk that reads back at that backup is fetched and written exactly once, however
+// long the chain. Every chunk is checked against its digest as it is written; the first
+// missing or corrupt chunk stops the restore with an error naming chunk, disk and offset.
+//
+// All or nothing: every disk is written under a temporary name, flushed and (with `verify`)
+// re-read; only when all disks succeeded are they renamed into place. On failure the
+// temporaries are removed, an output directory this run created is removed if empty, and
+// existing files stay as they were. Block devices are written in place (see output.ts).
+// A shared repository lock is held throughout, so prune/repair cannot remove chunks under us.
+import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { PullbackError } from '../errors.js';
+import type { Repository } from '../store/index.js';
+import { layout } from '../store/layout.js';
+import { checkOutput, OutputTarget, type OutputCheck } from './output.js';
+import { planDisk } from './plan.js';
+import { verifyDisk } from './verify.js';
+import { RestorePool } from './worker-pool.js';
+import { outputSize, writeDisk, type ImageFormat } from './write-disk.js';
+
+export interface RestoreProgressEvent {
+  disk: string;
+  phase: 'write' | 'verify';
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface RestoreOptions {
+  backupId: string;
+  /**
+   * Disks to restore (default: all disks of the backup). With exactly one disk, `output` is
+   * the file (or block device) to write; otherwise it is a directory that receives
+   * `<disk>.<format>` per disk (created if missing).
+   */
+  disks?: string[];
+  output: string;
+  format: ImageFormat;
+  /** Overwrite existing outputs (files are replaced atomically; devices are written in place). */
+  force?: boolean;
+  /** Re-read every written image and compare it with the digests before keeping it. */
+  verify?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (e: RestoreProgressEvent) => void;
+  /** Worker threads (default: one per core). */
+  workers?: number;
+}
+
+export interface RestoredDisk {
+  name: string;
+  /** Virtual size, bytes. */
+  size: number;
+  /** Absolute path of the output. */
+  path: string;
+  format: ImageFormat;
+  bytesWritten: number;
+  /** Data chunks written. */
+  chunks: number;
+  seconds: number;
+}
+
+export interface RestoreResult {
+  backup: string;
+  domain: string;
+  disks: RestoredDisk[];
+  verified: boolean;
+  seconds: number;
+}
+
+/** In-flight jobs per worker: enough to keep each busy while the main thread dispatches. */
+const JOBS_PER_WORKER = 4;
+
+const DISK_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$/;
+
+export async function restoreBackup(repo: Repository, opts: RestoreOptions): Promise<RestoreResult> {
+  const started = performance.now();
+  const record = repo.getBackup(opts.backupId);
+  if (record === undefined) {
+    throw new PullbackError('BACKUP_NOT_FOUND', `no backup ${opts.backupId} in repository ${repo.dir}: see \`pullback list --repo ${repo.dir}\``);
+  }
+  if (opts.format !== 'raw' && opts.format !== 'qcow2') {
+    throw new PullbackError('USAGE', `unknown image format '${String(opts.format)}': use raw or qcow2`);
+  }
+  const have = record.disks.map((d) => d.name);
+  const names = opts.disks ?? have;
+  if (names.length === 0) throw new PullbackError('USAGE', 'no disks to restore');
+  for (const n of names) {
+    if (!have.includes(n)) {
+      throw new PullbackError('BACKUP_NOT_FOUND', `backup ${record.id} of domain ${record.domain} has no disk "${n}" (it has: ${have.join(', ')})`);
+    }
+  }
+  if (new Set(names).size !== names.length) throw new PullbackError('USAGE', `disk list ${names.join(', ')} names a disk twice`);
+
+  const single = opts.disks?.length === 1;
+  const outDir = resolve(opts.output);
+  let createdDir = false;
+  if (!single) {
+    for (const n of names) {
+      if (!DISK_NAME.test(n)) throw new PullbackError('RESTORE_FAILED', `disk name "${n}" cannot be used as a file name; restore it alone with --disk and a path`);
+    }
+    createdDir = await ensureOutputDir(outDir);
+  }
+  const pathOf = (n: string): string => (single ? outDir : join(outDir, `${n}.${opts.format}`));
+
+  const targets: OutputTarget[] = [];
+  const results: RestoredDisk[] = [];
+  let lock: Awaited<ReturnType<Repository['lock']>> | undefined;
+  let pool: RestorePool | undefined;
+  try {
+    const checks: OutputCheck[] = names.map((n) => checkOutput(pathOf(n), opts.force === true, n));
+    lock = await repo.lock('shared', `restore of backup ${record.id}`, opts.signal);
+    pool = new RestorePool({ chunksDir: layout(repo.dir).chunks, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+    const window = pool.workerCount * JOBS_PER_WORKER;
+    for (const [k, name] of names.entries()) {
+      opts.signal?.throwIfAborted();
+      const t0 = performance.now();
+      const plan = planDisk(repo.resolveChunkMap(record.id, name));
+      const target = OutputTarget.open(checks[k] as OutputCheck, outputSize(plan, opts.format), name);
+      targets.push(target);
+      const common = { pool, window, backupId: record.id, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) };
+      const progress = (phase: RestoreProgressEvent['phase']) => (bytesDone: number, bytesTotal: number) =>
+        opts.onProgress?.({ disk: name, phase, bytesDone, bytesTotal });
+      const w = await writeDisk(plan, opts.format, target, { ...common, repoDir: repo.dir, onProgress: progress('write') });
+      target.flush();
+      if (opts.verify === true) await verifyDisk(plan, opts.format, target, { ...common, onProgress: progress('verify') });
+      results.push({
+        name,
+        size: plan.size,
+        path: target.path,
+        format: opts.format,
+        bytesWritten: w.bytesWritten,
+        chunks: w.chunks,
+        seconds: (performance.now() - t0) / 1000,
+      });
+    }
+    for (const t of targets) await t.commit();
+  } catch (e) {
+    for (const t of targets) await t.discard();
+    if (createdDir) await rmdir(outDir).catch(() => undefined);
+    throw abortAware(e, opts.signal);
+  } finally {
+    await pool?.close();
+    await lock?.release();
+  }
+  return {
+    backup: record.id,
+    domain: record.domain,
+    disks: results,
+    verified: opts.verify === true,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** Creates the output directory if missing; true when this call created it. */
+async function ensureOutputDir(dir: string): Promise<boolean> {
+  try {
+    const st = await stat(dir);
+    if (!st.isDirectory()) {
+      throw new PullbackError('OUTPUT_EXISTS', `${dir} exists and is not a directory; restoring several disks needs a directory (or pick one with --disk)`);
+    }
+    return false;
+  } catch (e) {
+    if (e instanceof PullbackError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new PullbackError('RESTORE_FAILED', `cannot use output directory ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  await mkdir(dir, { recursive: true });
+  return true;
+}
+
+/** signal.throwIfAborted() throws the bare reason: give it the ABORTED code. */
+function abortAware(e: unknown, signal: AbortSignal | undefined): unknown {
+  if (e instanceof PullbackError || signal?.aborted !== true || e !== signal.reason) return e;
+  return new PullbackError('ABORTED', 'restore aborted', { cause: e });
+}
