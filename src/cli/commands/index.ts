@@ -7,7 +7,8 @@ import { register as init } from './init.js';
 import { register as check } from './check.js';
 import { register as gc } from './gc.js';
 import { register as repair } from './repair.js';
+import { register as restore } from './restore.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [nbd, init, check, gc, repair];
+export const commands: Register[] = [nbd, init, check, gc, repair, restore];
