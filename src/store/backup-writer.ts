@@ -151,13 +151,18 @@ export class Writer implements BackupWriter {
     return { ...this.diskState(disk).stats };
   }
 
-  async complete(opts: { signal?: AbortSignal } = {}): Promise<BackupRecord> {
+  async complete(opts: { signal?: AbortSignal; checkpointXml?: string } = {}): Promise<BackupRecord> {
     this.assertRunning();
     this.state = 'completing';
     try {
       await this.drained(opts.signal, true);
       if (this.firstError !== undefined) throw this.firstError;
       const { idb, layout, config } = this.ctx;
+      // The checkpoint XML is known only once the job started (libvirt fills in its parent
+      // and creation time), so it may arrive here rather than at beginBackup.
+      if (opts.checkpointXml !== undefined) {
+        idb.db.prepare('UPDATE backups SET checkpoint_xml = ? WHERE id = ?').run(opts.checkpointXml, this.id);
+      }
       const row = idb.backupRow(this.id);
       if (row === undefined) throw new PullbackError('REPO_CORRUPT', `backup ${this.id} vanished from the index`);
       const meta = {

@@ -12,7 +12,7 @@ export {
   formatSize,
   type RepoConfig,
 } from './config.js';
-export { BACKUP_ID } from './backup-id.js';
+export { BACKUP_ID, newBackupId } from './backup-id.js';
 export type { CheckOptions } from './check.js';
 export type { GcOptions } from './gc.js';
 export type { RebuildReport } from './repair.js';

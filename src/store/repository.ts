@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { Decompressor } from 'zstd-napi';
 import { PullbackError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
-import { newBackupId } from './backup-id.js';
+import { BACKUP_ID, newBackupId } from './backup-id.js';
 import { Writer } from './backup-writer.js';
 import { chainOf, resolveChain } from './chain.js';
 import { runCheck, type CheckOptions } from './check.js';
@@ -298,7 +298,10 @@ export class Repository {
       const { id, disks } = db
         .transaction(() => {
           const domainId = this.idb.domainId(opts.domain);
-          let bid = newBackupId(time);
+          let bid = opts.id ?? newBackupId(time);
+          if (opts.id !== undefined && this.idb.backupRow(bid) !== undefined) {
+            throw new PullbackError('STORE_INVALID_ARGUMENT', `cannot begin backup: id ${bid} is already used`);
+          }
           while (this.idb.backupRow(bid) !== undefined) bid = newBackupId(time);
           db.prepare(
             `INSERT INTO backups(id, domain_id, time_ms, level, parent_id, checkpoint, status, domain_xml, checkpoint_xml, owner)
@@ -429,6 +432,7 @@ export class Repository {
 function validateBegin(o: BeginBackupOptions): void {
   const bad = (m: string): PullbackError => new PullbackError('STORE_INVALID_ARGUMENT', `cannot begin backup: ${m}`);
   if (typeof o.domain !== 'string' || o.domain === '') throw bad('domain name is empty');
+  if (o.id !== undefined && !BACKUP_ID.test(o.id)) throw bad(`id ${o.id} is not a backup id (use newBackupId())`);
   if (o.level !== 'full' && o.level !== 'incremental') throw bad(`level must be full or incremental, not ${String(o.level)}`);
   if (o.level === 'full' && o.parentId !== null) throw bad('a full backup has no parent');
   if (o.level === 'incremental' && (typeof o.parentId !== 'string' || o.parentId === '')) throw bad('an incremental backup needs parentId');

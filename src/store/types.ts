@@ -31,6 +31,8 @@ export interface BackupRecord {
 }
 
 export interface BeginBackupOptions {
+  /** A new id from newBackupId(), when the caller must know it first (to name a checkpoint). */
+  id?: string;
   domain: string;
   level: BackupLevel;
   /** The backup this incremental is relative to (complete, same domain); null for a full. */
@@ -56,8 +58,11 @@ export interface BackupWriter {
   /** Records a chunk known to read as zeros, without data. */
   zero(disk: string, chunkIndex: number): void;
   stats(disk: string): DiskStats;
-  /** Waits until every chunk is durable and indexed, writes the manifest, marks complete. */
-  complete(): Promise<BackupRecord>;
+  /**
+   * Waits until every chunk is durable and indexed, writes the manifest, marks complete.
+   * `checkpointXml` records the checkpoint as libvirt describes it after the job started.
+   */
+  complete(opts?: { signal?: AbortSignal; checkpointXml?: string }): Promise<BackupRecord>;
   /** Marks the backup failed; chunks already stored stay until gc. */
   fail(reason: string): Promise<void>;
 }

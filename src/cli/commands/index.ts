@@ -8,7 +8,9 @@ import { register as check } from './check.js';
 import { register as gc } from './gc.js';
 import { register as repair } from './repair.js';
 import { register as restore } from './restore.js';
+import { register as backup } from './backup.js';
+import { register as list } from './list.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [nbd, init, check, gc, repair, restore];
+export const commands: Register[] = [nbd, init, backup, list, restore, check, gc, repair];

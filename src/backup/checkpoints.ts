@@ -1,0 +1,60 @@
+// libvirt checkpoint housekeeping around a backup.
+//
+// - ensureBaseCheckpoint: when libvirt lost the metadata of the base backup's checkpoint
+//   (domain undefined and defined again, libvirtd state wiped) while the qcow2 bitmaps
+//   survive, redefine it from the checkpoint XML stored with the backup
+//   (`checkpoint-create --redefine --redefine-validate`: libvirt checks the bitmaps exist).
+// - deleteOlderCheckpoints: after a complete backup only its own checkpoint is needed; older
+//   pullback.* checkpoints are deleted so bitmaps do not pile up in the images (each costs
+//   QEMU a little work on every guest write). Checkpoints of other tools are left alone.
+import { errorMessage } from '../errors.js';
+import type { Libvirt } from '../libvirt/libvirt.js';
+import type { BackupRecord } from '../store/index.js';
+
+export const CHECKPOINT_PREFIX = 'pullback.';
+
+export async function ensureBaseCheckpoint(
+  domain: string,
+  base: BackupRecord,
+  deps: { libvirt: Libvirt; log: (m: string) => void; running: boolean },
+): Promise<void> {
+  const { libvirt, log } = deps;
+  if (base.checkpoint === '') return;
+  const names = await libvirt.checkpointList(domain);
+  if (names.includes(base.checkpoint)) return;
+  if (base.checkpointXml === undefined || !deps.running) return;
+  try {
+    await libvirt.checkpointCreate(domain, base.checkpointXml, { redefine: true, validate: true });
+    log(`domain ${domain}: libvirt had lost checkpoint ${base.checkpoint}; redefined it from backup ${base.id}`);
+  } catch (e) {
+    log(`domain ${domain}: checkpoint ${base.checkpoint} is missing and could not be redefined (${errorMessage(e)})`);
+  }
+}
+
+export async function deleteOlderCheckpoints(
+  domain: string,
+  keep: string | undefined,
+  deps: { libvirt: Libvirt; log: (m: string) => void },
+): Promise<string[]> {
+  if (keep === undefined) return [];
+  const { libvirt, log } = deps;
+  const deleted: string[] = [];
+  let names: string[];
+  try {
+    names = await libvirt.checkpointList(domain);
+  } catch (e) {
+    log(`domain ${domain}: could not list checkpoints for housekeeping: ${errorMessage(e)}`);
+    return deleted;
+  }
+  // Parents before children: deleting the oldest first never needs a bitmap merge.
+  for (const name of names) {
+    if (name === keep || !name.startsWith(CHECKPOINT_PREFIX)) continue;
+    try {
+      await libvirt.checkpointDelete(domain, name);
+      deleted.push(name);
+    } catch (e) {
+      log(`domain ${domain}: could not delete old checkpoint ${name}: ${errorMessage(e)}`);
+    }
+  }
+  return deleted;
+}

@@ -1,0 +1,248 @@
+// The backup run: joins libvirt (job + checkpoint), NBD (reading) and the store (ingest).
+//
+// Life of a live backup (running domain):
+//   leftover job check -> level decision -> repository record 'running' ->
+//   backup-begin (pull job + checkpoint pullback.<id>, atomically) -> every disk read in
+//   parallel -> all chunks durable -> record 'complete' (with domain and checkpoint XML) ->
+//   job ended (domjobabort) -> older pullback checkpoints deleted.
+// On any failure or signal: job ended, the new checkpoint deleted, the record marked
+// failed. A failed backup is never a base: bases come from complete records only.
+// A shut-off domain goes through offline.ts instead (qemu-nbd over the images).
+import { PullbackError, errorMessage } from '../errors.js';
+import { parseBackupXml, buildBackupXml, type BackupDiskSpec } from '../libvirt/backup-xml.js';
+import { buildCheckpointXml } from '../libvirt/checkpoint-xml.js';
+import { parseDomainXml } from '../libvirt/domain-xml.js';
+import type { Libvirt } from '../libvirt/libvirt.js';
+import { QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/index.js';
+import { newBackupId, type BackupRecord, type BackupWriter, type Repository } from '../store/index.js';
+import { currentOwner } from '../store/owner.js';
+import { decideLevel, type Decision, type RequestedLevel } from './decide.js';
+import { createJobDir, DEFAULT_SCRATCH_DIR } from './job-dir.js';
+import { handleLeftoverJob } from './leftover.js';
+import { backupOffline } from './offline.js';
+import { readDisk, type DiskProgress } from './read-disk.js';
+import { selectDisks, type SelectedDisk } from './select-disks.js';
+import { deleteOlderCheckpoints, ensureBaseCheckpoint } from './checkpoints.js';
+
+export interface BackupOptions {
+  domain: string;
+  level?: RequestedLevel;
+  disks?: readonly string[];
+  excludeDisks?: readonly string[];
+  scratchDir?: string;
+  /** NBD connections per disk. */
+  connections?: number;
+  signal?: AbortSignal;
+  /** Human-readable messages (decision, skipped disks, cleanup). */
+  log?: (message: string) => void;
+  onProgress?: (p: DiskProgress) => void;
+}
+
+export interface BackupDeps {
+  libvirt: Libvirt;
+  repo: Repository;
+}
+
+export interface DiskResult {
+  name: string;
+  size: number;
+  bytesRead: number;
+  bytesStored: number;
+  chunksNew: number;
+  chunksDeduped: number;
+  seconds: number;
+}
+
+export interface BackupResult {
+  id: string;
+  domain: string;
+  level: 'full' | 'incremental';
+  reason: string;
+  checkpoint: string;
+  parent: string | null;
+  mode: 'live' | 'offline';
+  disks: DiskResult[];
+}
+
+export interface DiskPlan extends SelectedDisk {
+  size: number;
+}
+
+export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<BackupResult> {
+  const { libvirt, repo } = deps;
+  const log = opts.log ?? (() => undefined);
+  const signal = opts.signal;
+  const call = signal === undefined ? {} : { signal };
+  const domain = opts.domain;
+
+  await libvirt.ping(call);
+  const state = await libvirt.domainState(domain, call);
+  const inactiveXml = await libvirt.dumpXml(domain, { ...call, inactive: true });
+  const running = state !== 'shut off' && state !== 'crashed';
+  const liveXml = running ? await libvirt.dumpXml(domain, call) : inactiveXml;
+  const selection = selectDisks(domain, parseDomainXml(liveXml).disks, { include: opts.disks, exclude: opts.excludeDisks });
+  for (const m of selection.messages) log(m);
+  const disks: DiskPlan[] = [];
+  for (const d of selection.selected) disks.push({ ...d, size: await libvirt.blockCapacity(domain, d.name, call) });
+
+  if (running) await handleLeftoverJob(domain, { libvirt, repo, log });
+
+  const base = repo.latestComplete(domain);
+  if (base !== undefined) await ensureBaseCheckpoint(domain, base, { libvirt, log, running });
+  const checkpoints = new Set(await libvirt.checkpointList(domain, call));
+  const decision = decideLevel({
+    requested: opts.level ?? 'auto',
+    base: base === undefined ? undefined : { id: base.id, checkpoint: base.checkpoint, disks: base.disks },
+    disks: disks.map((d) => ({ name: d.name, size: d.size, incrementalCapable: d.incrementalCapable })),
+    checkpoints,
+  });
+  if (decision.level === 'error') throw new PullbackError('BACKUP_FAILED', `domain ${domain}: ${decision.reason}`);
+
+  if (!running) {
+    return backupOffline({ domain, decision, disks, base, inactiveXml, checkpoints, opts, deps });
+  }
+  log(`domain ${domain}: ${decision.level} backup (${decision.reason})`);
+  return backupLive({ domain, decision, disks, excluded: selection.excluded, inactiveXml, opts, deps });
+}
+
+interface LiveInput {
+  domain: string;
+  decision: Exclude<Decision, { level: 'error' }>;
+  disks: DiskPlan[];
+  excluded: string[];
+  inactiveXml: string;
+  opts: BackupOptions;
+  deps: BackupDeps;
+}
+
+async function backupLive(input: LiveInput): Promise<BackupResult> {
+  const { domain, decision, disks, opts } = input;
+  const { libvirt, repo } = input.deps;
+  const log = opts.log ?? (() => undefined);
+  const signal = opts.signal;
+  const id = newBackupId(new Date());
+  const checkpoint = `pullback.${id}`;
+  const parentId = decision.level === 'incremental' ? decision.parentId : null;
+  const bitmapDisks = disks.filter((d) => d.incrementalCapable);
+  const jobDir = await createJobDir(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, id, currentOwner());
+
+  let writer: BackupWriter | undefined;
+  let jobStarted = false;
+  let checkpointCreated = false;
+  try {
+    writer = await repo.beginBackup({
+      id,
+      domain,
+      level: decision.level,
+      parentId,
+      checkpoint,
+      disks: disks.map((d) => ({ name: d.name, size: d.size })),
+      domainXml: input.inactiveXml,
+    });
+    const diskSpecs: BackupDiskSpec[] = [
+      ...disks.map(
+        (d): BackupDiskSpec => ({
+          name: d.name,
+          backup: true,
+          scratch: jobDir.scratch(d.name),
+          ...(decision.level === 'incremental' && !d.incrementalCapable ? { backupMode: 'full' as const } : {}),
+        }),
+      ),
+      ...input.excluded.map((name): BackupDiskSpec => ({ name, backup: false })),
+    ];
+    const backupXml = buildBackupXml({
+      ...(decision.level === 'incremental' ? { incremental: decision.sinceCheckpoint } : {}),
+      socket: jobDir.socket,
+      disks: diskSpecs,
+    });
+    const checkpointXml =
+      bitmapDisks.length === 0
+        ? null
+        : buildCheckpointXml({
+            name: checkpoint,
+            description: `pullback backup ${id}`,
+            disks: [
+              ...disks.map((d) => ({ name: d.name, checkpoint: d.incrementalCapable })),
+              ...input.excluded.map((name) => ({ name, checkpoint: false })),
+            ],
+          });
+    await libvirt.backupBegin(domain, backupXml, checkpointXml, signal === undefined ? {} : { signal });
+    jobStarted = true;
+    checkpointCreated = checkpointXml !== null;
+
+    const job = parseBackupXml(await libvirt.backupDumpXml(domain));
+    const results = await Promise.all(
+      disks.map(async (d): Promise<DiskResult> => {
+        const jd = job.disks.find((j) => j.name === d.name);
+        if (jd?.exportName == null) {
+          throw new PullbackError('BACKUP_FAILED', `domain ${domain}, disk ${d.name}: the backup job exports no NBD export for it`);
+        }
+        const incremental = decision.level === 'incremental' && d.incrementalCapable;
+        if (incremental && jd.exportBitmap === null) {
+          throw new PullbackError('BACKUP_FAILED', `domain ${domain}, disk ${d.name}: the incremental job exports no dirty bitmap`);
+        }
+        const started = performance.now();
+        await readDisk({
+          domain,
+          disk: d.name,
+          target: { socketPath: jobDir.socket, exportName: jd.exportName },
+          // A disk without a bitmap inside an incremental is read whole and every chunk recorded.
+          level: decision.level,
+          dirtyBitmap: incremental ? `${QEMU_DIRTY_BITMAP_PREFIX}${jd.exportBitmap}` : undefined,
+          chunkSize: repo.config.chunkSize,
+          size: d.size,
+          writer: writer as BackupWriter,
+          connections: opts.connections ?? 4,
+          signal,
+          onProgress: opts.onProgress,
+        });
+        const s = (writer as BackupWriter).stats(d.name);
+        return {
+          name: d.name,
+          size: d.size,
+          bytesRead: s.bytesRead,
+          bytesStored: s.bytesStored,
+          chunksNew: s.chunksNew,
+          chunksDeduped: s.chunksDeduped,
+          seconds: (performance.now() - started) / 1000,
+        };
+      }),
+    );
+    const cpXml = checkpointCreated ? await libvirt.checkpointDumpXml(domain, checkpoint) : undefined;
+    const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
+    await endJob(libvirt, domain, log);
+    jobStarted = false;
+    await jobDir.remove();
+    await deleteOlderCheckpoints(domain, checkpointCreated ? checkpoint : undefined, { libvirt, log });
+    return {
+      id: record.id,
+      domain,
+      level: decision.level,
+      reason: decision.reason,
+      checkpoint: checkpointCreated ? checkpoint : '',
+      parent: parentId,
+      mode: 'live',
+      disks: results,
+    };
+  } catch (e) {
+    // Cleanup must run even when `signal` fired: none of these calls take it.
+    if (jobStarted) await endJob(libvirt, domain, log);
+    if (checkpointCreated) {
+      await libvirt.checkpointDelete(domain, checkpoint).catch((err: unknown) => {
+        log(`could not delete checkpoint ${checkpoint} of the failed backup: ${errorMessage(err)}`);
+      });
+    }
+    if (writer !== undefined) await writer.fail(errorMessage(e)).catch(() => undefined);
+    await jobDir.remove().catch(() => undefined);
+    throw e;
+  }
+}
+
+async function endJob(libvirt: Libvirt, domain: string, log: (m: string) => void): Promise<void> {
+  try {
+    await libvirt.jobAbort(domain);
+  } catch (e) {
+    if (e instanceof PullbackError && e.code === 'JOB_NOT_ACTIVE') return;
+    log(`could not end the backup job of domain ${domain}: ${errorMessage(e)}`);
+  }
+}
