@@ -88,13 +88,21 @@ export function parseConfig(json: unknown, where: string): RepoConfig {
   }
   const chunkSize = o['chunkSize'];
   if (typeof chunkSize !== 'number') throw bad('chunkSize missing');
-  validateChunkSize(chunkSize);
+  try {
+    validateChunkSize(chunkSize);
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
   if (o['hash'] !== 'blake3') throw bad(`unsupported hash ${JSON.stringify(o['hash'])}`);
   const c = o['compression'] as Record<string, unknown> | undefined;
   if (typeof c !== 'object' || c === null || c['algorithm'] !== 'zstd' || typeof c['level'] !== 'number') {
     throw bad('compression must be {"algorithm":"zstd","level":N}');
   }
-  validateLevel(c['level']);
+  try {
+    validateLevel(c['level']);
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
   return { formatVersion: v, chunkSize, hash: 'blake3', compression: { algorithm: 'zstd', level: c['level'] } };
 }
 

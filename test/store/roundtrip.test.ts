@@ -83,7 +83,8 @@ describe('round trip', () => {
     const inc = await repo.beginBackup({ domain: 'vm1', level: 'incremental', parentId: f.id, checkpoint: 'c2', disks: [{ name: 'vda', size }] });
     await inc.ingest('vda', 3, v2.subarray(3 * CS, 4 * CS));
     inc.zero('vda', 5);
-    const i1 = await inc.complete();
+    const i1 = await inc.complete({ checkpointXml: '<domaincheckpoint><name>c2</name></domaincheckpoint>' });
+    expect(repo.getBackup(i1.id)?.checkpointXml).toBe('<domaincheckpoint><name>c2</name></domaincheckpoint>');
     expect(i1.disks[0]).toMatchObject({ chunksNew: 1, chunksZero: 1, chunksDeduped: 0 });
 
     expect(repo.chain(i1.id).map((b) => b.id)).toEqual([f.id, i1.id]);
@@ -109,5 +110,30 @@ describe('round trip', () => {
     await expect(repo.beginBackup({ domain: 'vm1', level: 'incremental', parentId: w.id, checkpoint: 'c', disks: [{ name: 'vda', size: CS }] }))
       .rejects.toMatchObject({ code: 'STORE_INVALID_ARGUMENT' });
     expect(() => repo?.resolveChunkMap(w.id, 'vda')).toThrow(/failed/);
+  });
+});
+
+describe('deduplication', () => {
+  test('the same data in another disk and another domain is stored once', async () => {
+    repo = await quietInit(`${t.dir}/repo`, { chunkSize: CS });
+    const data = Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? randomChunk(CS) : textChunk(CS, 40 + i)));
+    const a = await repo.beginBackup({ domain: 'vm1', level: 'full', parentId: null, checkpoint: 'a', disks: [{ name: 'vda', size: 6 * CS }] });
+    for (const [i, d] of data.entries()) await a.ingest('vda', i, d);
+    const ra = await a.complete();
+    const after1 = chunkBytes(repo.dir);
+    expect(after1.files).toBe(6);
+    expect(ra.disks[0]).toMatchObject({ chunksNew: 6, chunksDeduped: 0, bytesStored: after1.bytes });
+
+    // Another domain, two disks, same chunks at other offsets (and twice within one backup).
+    const b = await repo.beginBackup({ domain: 'vm2', level: 'full', parentId: null, checkpoint: 'b', disks: [{ name: 'sda', size: 6 * CS }, { name: 'sdb', size: 3 * CS }] });
+    for (const [i, d] of data.entries()) await b.ingest('sda', 5 - i, d);
+    for (let i = 0; i < 3; i++) await b.ingest('sdb', i, data[i] as Buffer);
+    const rb = await b.complete();
+    expect(chunkBytes(repo.dir)).toEqual(after1);
+    expect(rb.disks.map((d) => [d.name, d.chunksNew, d.chunksDeduped, d.bytesStored])).toEqual([['sda', 0, 6, 0], ['sdb', 0, 3, 0]]);
+    const mb = repo.resolveChunkMap(rb.id, 'sda');
+    const ma = repo.resolveChunkMap(ra.id, 'vda');
+    for (let i = 0; i < 6; i++) expect(mb.get(5 - i)).toEqual(ma.get(i));
+    expect((await repo.check({ readData: true })).ok).toBe(true);
   });
 });
