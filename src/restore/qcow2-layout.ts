@@ -60,6 +60,10 @@ export function qcow2Layout(plan: DiskPlan): Qcow2Layout {
   if (chunkSize % CLUSTER_SIZE !== 0 || L2_SPAN % chunkSize !== 0) {
     throw new PullbackError('INTERNAL', `chunk size ${chunkSize} does not fit qcow2 clusters of ${CLUSTER_SIZE} bytes`);
   }
+  if (size % 512 !== 0) {
+    // QEMU counts qcow2 virtual sizes in whole sectors and would cut the tail off.
+    throw new PullbackError('RESTORE_FAILED', `disk ${plan.disk} is ${size} bytes, not a multiple of 512: QEMU cannot represent it as qcow2; restore it as raw`);
+  }
   const l1Entries = Math.max(1, Math.ceil(size / L2_SPAN));
   if (l1Entries * 8 > MAX_L1_BYTES) {
     throw new PullbackError('RESTORE_FAILED', `disk ${plan.disk} (${size} bytes) is too large for a qcow2 image with 64 KiB clusters; restore it as raw`);

@@ -93,6 +93,13 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
     }
   }
   if (new Set(names).size !== names.length) throw new PullbackError('USAGE', `disk list ${names.join(', ')} names a disk twice`);
+  if (opts.format === 'qcow2') {
+    for (const d of record.disks) {
+      if (names.includes(d.name) && d.size % 512 !== 0) {
+        throw new PullbackError('RESTORE_FAILED', `disk ${d.name} of backup ${record.id} is ${d.size} bytes, not a multiple of 512: QEMU cannot represent it as qcow2; restore it as raw`);
+      }
+    }
+  }
 
   const single = opts.disks?.length === 1;
   const outDir = resolve(opts.output);

@@ -44,7 +44,12 @@ type Tag = { kind: 'chunk'; index: number; hex: string } | { kind: 'zero'; offse
 export async function verifyDisk(plan: DiskPlan, format: ImageFormat, target: OutputTarget, ctx: VerifyContext): Promise<VerifyResult> {
   const where = `verifying disk ${plan.disk} of backup ${ctx.backupId} at ${target.writePath}`;
   if (format === 'qcow2') await qemuImgCheck(target.writePath, where, ctx.signal);
-  const extents = await qemuImgMap(target.writePath, format, where, ctx.signal);
+  // A device maps as one data range (no holes to find); QEMU sees a raw file rounded up to
+  // whole sectors, so ranges are clipped to the disk.
+  const extents =
+    target.kind === 'device' && format === 'raw'
+      ? [{ start: 0, length: plan.size, data: true, zero: false, offset: 0 }]
+      : clip(await qemuImgMap(target.writePath, format, where, ctx.signal), plan.size);
   const mapped = extents.reduce((n, e) => n + e.length, 0);
   if (mapped !== plan.size) {
     throw new PullbackError('RESTORE_FAILED', `${where}: qemu-img maps ${mapped} bytes, the disk has ${plan.size}`);
@@ -95,6 +100,10 @@ function* verifyJobs(plan: DiskPlan, extents: readonly MapExtent[], fd: number):
       yield { job: { type: 'check-zero', fd, offset: p.host, length: p.length }, tag: { kind: 'zero', offset: p.guest, length: p.length } };
     }
   }
+}
+
+function clip(extents: MapExtent[], size: number): MapExtent[] {
+  return extents.filter((e) => e.start < size).map((e) => (e.start + e.length <= size ? e : { ...e, length: size - e.start }));
 }
 
 interface Piece {

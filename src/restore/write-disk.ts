@@ -93,7 +93,7 @@ function* jobsInOrder(
   }
 }
 
-async function writeQcow2Metadata(target: OutputTarget, l: ReturnType<typeof qcow2Layout>, data: Uint32Array): Promise<number> {
+export async function writeQcow2Metadata(target: OutputTarget, l: ReturnType<typeof qcow2Layout>, data: Uint32Array): Promise<number> {
   let n = 0;
   const put = async (buf: Buffer, offset: number): Promise<void> => {
     await target.writeAt(buf, offset);
