@@ -17,7 +17,7 @@ import type { Decision } from './decide.js';
 import { createJobDir, DEFAULT_SCRATCH_DIR } from './job-dir.js';
 import { imageInfo, startQemuNbd, type QemuNbdExport } from './qemu-nbd.js';
 import { readDisk } from './read-disk.js';
-import type { BackupDeps, BackupOptions, BackupResult, DiskPlan, DiskResult } from './run.js';
+import { diskResults, type BackupDeps, type BackupOptions, type BackupResult, type DiskPlan } from './run.js';
 
 export interface OfflineInput {
   domain: string;
@@ -81,8 +81,8 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
       disks: disks.map((d) => ({ name: d.name, size: d.size })),
       domainXml: input.inactiveXml,
     });
-    const results = await Promise.all(
-      disks.map(async (d): Promise<DiskResult> => {
+    const timings = await Promise.all(
+      disks.map(async (d): Promise<{ name: string; seconds: number }> => {
         const incremental = decision.level === 'incremental' && d.incrementalCapable;
         const bitmap = incremental && decision.level === 'incremental' ? decision.sinceCheckpoint : undefined;
         const exp = await startQemuNbd({
@@ -108,16 +108,7 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
           signal,
           onProgress: opts.onProgress,
         });
-        const s = (writer as BackupWriter).stats(d.name);
-        return {
-          name: d.name,
-          size: d.size,
-          bytesRead: s.bytesRead,
-          bytesStored: s.bytesStored,
-          chunksNew: s.chunksNew,
-          chunksDeduped: s.chunksDeduped,
-          seconds: (performance.now() - started) / 1000,
-        };
+        return { name: d.name, seconds: (performance.now() - started) / 1000 };
       }),
     );
     const record = await writer.complete({});
@@ -129,7 +120,7 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
       checkpoint,
       parent: parentId,
       mode: 'offline',
-      disks: results,
+      disks: diskResults(record, timings),
     };
   } catch (e) {
     if (writer !== undefined) await writer.fail(errorMessage(e)).catch(() => undefined);

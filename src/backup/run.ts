@@ -36,6 +36,12 @@ export interface BackupOptions {
   /** Human-readable messages (decision, skipped disks, cleanup). */
   log?: (message: string) => void;
   onProgress?: (p: DiskProgress) => void;
+  /**
+   * Called once the job runs and the backup's point in time is fixed, before any data is
+   * read: the moment to thaw guest filesystems frozen for consistency. (Tests also write to
+   * the guest here, to prove such writes do not leak into the backup.)
+   */
+  afterJobStart?: () => Promise<void>;
 }
 
 export interface BackupDeps {
@@ -171,8 +177,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     checkpointCreated = checkpointXml !== null;
 
     const job = parseBackupXml(await libvirt.backupDumpXml(domain));
-    const results = await Promise.all(
-      disks.map(async (d): Promise<DiskResult> => {
+    await opts.afterJobStart?.();
+    const timings = await Promise.all(
+      disks.map(async (d): Promise<{ name: string; seconds: number }> => {
         const jd = job.disks.find((j) => j.name === d.name);
         if (jd?.exportName == null) {
           throw new PullbackError('BACKUP_FAILED', `domain ${domain}, disk ${d.name}: the backup job exports no NBD export for it`);
@@ -196,16 +203,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
           signal,
           onProgress: opts.onProgress,
         });
-        const s = (writer as BackupWriter).stats(d.name);
-        return {
-          name: d.name,
-          size: d.size,
-          bytesRead: s.bytesRead,
-          bytesStored: s.bytesStored,
-          chunksNew: s.chunksNew,
-          chunksDeduped: s.chunksDeduped,
-          seconds: (performance.now() - started) / 1000,
-        };
+        return { name: d.name, seconds: (performance.now() - started) / 1000 };
       }),
     );
     const cpXml = checkpointCreated ? await libvirt.checkpointDumpXml(domain, checkpoint) : undefined;
@@ -222,7 +220,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
       checkpoint: checkpointCreated ? checkpoint : '',
       parent: parentId,
       mode: 'live',
-      disks: results,
+      disks: diskResults(record, timings),
     };
   } catch (e) {
     // Cleanup must run even when `signal` fired: none of these calls take it.
@@ -236,6 +234,19 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     await jobDir.remove().catch(() => undefined);
     throw e;
   }
+}
+
+/** Per-disk figures: the store's final statistics (after every chunk landed) and read time. */
+export function diskResults(record: BackupRecord, timings: Array<{ name: string; seconds: number }>): DiskResult[] {
+  return record.disks.map((s) => ({
+    name: s.name,
+    size: s.size,
+    bytesRead: s.bytesRead,
+    bytesStored: s.bytesStored,
+    chunksNew: s.chunksNew,
+    chunksDeduped: s.chunksDeduped,
+    seconds: timings.find((t) => t.name === s.name)?.seconds ?? 0,
+  }));
 }
 
 async function endJob(libvirt: Libvirt, domain: string, log: (m: string) => void): Promise<void> {

@@ -1,6 +1,7 @@
 // Entry point: argv -> commander -> command handlers. Exit codes: 0 success, 1 failure,
 // 2 usage error, 130/143 interrupted. Errors print one line; --debug adds the stack.
 import { Command, CommanderError } from 'commander';
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { PullbackError, errorMessage } from '../errors.js';
 import { UsageError, type CliContext } from './context.js';
@@ -16,6 +17,8 @@ function version(): string {
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   const abort = new AbortController();
+  // Every in-flight NBD request and store write listens on this one signal.
+  setMaxListeners(0, abort.signal);
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (interrupted !== undefined) process.exit(sig === 'SIGINT' ? 130 : 143);
