@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'OUTPUT_EXISTS'
   | 'PRUNE_FAILED'
   | 'CONFIG_INVALID'
+  | 'SERVE_FAILED'
   // generic
   | 'USAGE'
   | 'ABORTED'
