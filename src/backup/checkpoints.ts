@@ -8,6 +8,7 @@
 //   pullback.* checkpoints are deleted so bitmaps do not pile up in the images (each costs
 //   QEMU a little work on every guest write). Checkpoints of other tools are left alone.
 import { errorMessage } from '../errors.js';
+import { checkpointXmlWithoutParent } from '../libvirt/checkpoint-xml.js';
 import type { Libvirt } from '../libvirt/libvirt.js';
 import type { BackupRecord } from '../store/index.js';
 
@@ -24,7 +25,7 @@ export async function ensureBaseCheckpoint(
   if (names.includes(base.checkpoint)) return;
   if (base.checkpointXml === undefined || !deps.running) return;
   try {
-    await libvirt.checkpointCreate(domain, base.checkpointXml, { redefine: true, validate: true });
+    await libvirt.checkpointCreate(domain, checkpointXmlWithoutParent(base.checkpointXml), { redefine: true, validate: true });
     log(`domain ${domain}: libvirt had lost checkpoint ${base.checkpoint}; redefined it from backup ${base.id}`);
   } catch (e) {
     log(`domain ${domain}: checkpoint ${base.checkpoint} is missing and could not be redefined (${errorMessage(e)})`);

@@ -4,7 +4,7 @@
 // bitmap per included disk (checkpoint='bitmap'; libvirt names the bitmap after the
 // checkpoint). Excluded disks get checkpoint='no'. Checkpoints form a chain through <parent>.
 import { PullbackError } from '../errors.js';
-import { child, childElements, childText, el, expectRoot, parseXml, serializeXml } from './xml-tree.js';
+import { child, childElements, childText, el, expectRoot, parseXml, removeChildren, serializeXml } from './xml-tree.js';
 import type { XmlElement } from './xml-tree.js';
 
 export interface CheckpointSpec {
@@ -66,6 +66,17 @@ export function parseCheckpointXml(xml: string): CheckpointInfo {
     disks: disksEl === undefined ? [] : childElements(disksEl, 'disk').map((d) => parseDisk(d, name)),
     hasDomain: child(root, 'domain') !== undefined,
   };
+}
+
+/**
+ * The checkpoint XML without its <parent>, for `checkpoint-create --redefine` of a single
+ * checkpoint whose parent libvirt no longer knows (pullback deletes older checkpoints;
+ * libvirt refuses to redefine a checkpoint whose parent is missing).
+ */
+export function checkpointXmlWithoutParent(xml: string): string {
+  const doc = parseXml(xml, 'checkpoint XML');
+  removeChildren(expectRoot(doc, 'domaincheckpoint', 'checkpoint XML'), 'parent');
+  return serializeXml(doc);
 }
 
 function parseDisk(d: XmlElement, checkpoint: string): CheckpointDiskInfo {
