@@ -2,11 +2,15 @@
 // one's parent the one before. The content of disk D at backup B is, per chunk index, the row
 // of the newest backup in B's chain (at or before B) that recorded that index. Resolution scans
 // each chain member's rows for D once, oldest first, overwriting: later rows win. Each scan is
-// one contiguous primary-key range of chunk_map (schema.ts), so the cost is one pass over the
+// a contiguous primary-key range of chunk_map (schema.ts), so the cost is one pass over the
 // rows of the chain, with no sorting and no per-index queries.
 import { PullbackError } from '../errors.js';
 import { ChunkMap } from './chunk-map.js';
+import { DIGEST_BYTES } from './hash.js';
 import type { BackupRow, IndexDb } from './index-db.js';
+
+/** Chunk indices per resolution query. */
+const SEGMENT = 65536;
 
 /** Longest chain followed before assuming a parent cycle in a damaged index. */
 const MAX_CHAIN = 100_000;
@@ -51,10 +55,18 @@ export function resolveChain(idb: IndexDb, chain: readonly BackupRow[], disk: st
     );
   }
   const map = new ChunkMap(disk, targetDisk.size, chunkSize);
-  const scan = idb.db
+  // Rows come back a segment at a time as two aggregates computed over the same row sequence:
+  // a text list of chunk indices (zero markers as -1-index) and the concatenated digests of
+  // the data rows (group_concat skips the NULL digests of zero markers). Pairing them by
+  // position needs no particular row order, and costs no per-row JavaScript objects: about
+  // 4x faster than iterating rows (bench/resolve-chain.ts).
+  const seg = idb.db
     .prepare(
-      `SELECT m.chunk_index, m.chunk_id, c.digest FROM chunk_map m LEFT JOIN chunks c ON c.id = m.chunk_id
-       WHERE m.disk_id = ? AND m.chunk_index < ?`,
+      `SELECT group_concat(CASE WHEN m.chunk_id = 0 THEN -1 - m.chunk_index ELSE m.chunk_index END, ','),
+              CAST(group_concat(CAST(c.digest AS TEXT), '') AS BLOB),
+              count(c.id), sum(m.chunk_id != 0)
+       FROM chunk_map m LEFT JOIN chunks c ON c.id = m.chunk_id
+       WHERE m.disk_id = ? AND m.chunk_index >= ? AND m.chunk_index < ?`,
     )
     .raw(true);
   const diskId = idb.db.prepare('SELECT id FROM disks WHERE backup_id = ? AND name = ?').pluck(true);
@@ -63,15 +75,25 @@ export function resolveChain(idb: IndexDb, chain: readonly BackupRow[], disk: st
     for (const b of chain) {
       const id = diskId.get(b.id, disk) as number | undefined;
       if (id === undefined) continue;
-      for (const row of scan.iterate(id, map.count) as IterableIterator<[number, number, Buffer | null]>) {
-        const [index, chunkId, digest] = row;
-        if (chunkId === 0) map.setZero(index);
-        else if (digest !== null) map.setData(index, digest);
-        else {
+      for (let start = 0; start < map.count; start += SEGMENT) {
+        const [list, digests, found, wanted] = seg.get(id, start, Math.min(map.count, start + SEGMENT)) as [
+          string | null,
+          Buffer | null,
+          number,
+          number | null,
+        ];
+        if (list === null) continue;
+        if (found !== (wanted ?? 0) || (digests?.length ?? 0) !== found * DIGEST_BYTES) {
           throw new PullbackError(
             'REPO_CORRUPT',
-            `backup ${b.id} disk ${disk} chunk ${index} references chunk id ${chunkId}, which is not in the index: run \`pullback check\``,
+            `backup ${b.id} disk ${disk} references chunk ids that are not in the index (chunks ${start}..${start + SEGMENT - 1}): run \`pullback check\``,
           );
+        }
+        let k = 0;
+        for (const item of list.split(',')) {
+          const v = Number(item);
+          if (v < 0) map.setZero(-1 - v);
+          else map.setData(v, (digests as Buffer).subarray(k * DIGEST_BYTES, ++k * DIGEST_BYTES));
         }
       }
     }
