@@ -170,3 +170,136 @@ export function decodeRepInfo(payload: Buffer): RepInfo {
       return { info: 'unknown', type };
   }
 }
+
+// ---- Server side (src/nbd/server): decoding options, encoding option replies. Appended for
+// `pullback serve`; the inverse of the client functions above (round-trip tested).
+
+export const OPTION_HEADER_SIZE = 16;
+
+/** C: IHAVEOPT, 32-bit option, 32-bit length (proto.md "Newstyle negotiation"). */
+export function decodeOptionHeader(buf: Buffer): { option: number; length: number } {
+  const magic = buf.readBigUInt64BE(0);
+  if (magic !== IHAVEOPT) {
+    throw new NbdProtocolViolation(`option has magic 0x${magic.toString(16)}, expected IHAVEOPT (0x${IHAVEOPT.toString(16)})`);
+  }
+  return { option: buf.readUInt32BE(8), length: buf.readUInt32BE(12) };
+}
+
+/** S: reply magic, option, reply type, length, data (proto.md "Fixed newstyle negotiation"). */
+export function encodeOptionReply(option: number, type: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const buf = Buffer.allocUnsafe(20 + payload.length);
+  buf.writeBigUInt64BE(NBD_REP_MAGIC, 0);
+  buf.writeUInt32BE(option >>> 0, 8);
+  buf.writeUInt32BE(type >>> 0, 12);
+  buf.writeUInt32BE(payload.length, 16);
+  payload.copy(buf, 20);
+  return buf;
+}
+
+/** An error reply's optional message, cut to the 4096-byte string limit. */
+export function encodeOptionError(option: number, type: number, message: string): Buffer {
+  let m = Buffer.from(message, 'utf8');
+  if (m.length > NBD_MAX_STRING) m = m.subarray(0, NBD_MAX_STRING);
+  return encodeOptionReply(option, type, m);
+}
+
+/** Inverse of encodeGoData. Throws NbdProtocolViolation when the lengths do not add up. */
+export function decodeGoData(data: Buffer): { exportName: string; infos: number[] } {
+  if (data.length < 6) throw new NbdProtocolViolation(`NBD_OPT_GO/INFO data of ${data.length} bytes is shorter than 6`);
+  const nameLen = data.readUInt32BE(0);
+  if (nameLen > data.length - 6) {
+    throw new NbdProtocolViolation(`export name length ${nameLen} does not fit in the ${data.length}-byte option data`);
+  }
+  const exportName = data.toString('utf8', 4, 4 + nameLen);
+  let p = 4 + nameLen;
+  const n = data.readUInt16BE(p);
+  p += 2;
+  if (data.length !== p + 2 * n) {
+    throw new NbdProtocolViolation(`${n} information requests need ${p + 2 * n} bytes of option data, got ${data.length}`);
+  }
+  const infos: number[] = [];
+  for (let i = 0; i < n; i++, p += 2) infos.push(data.readUInt16BE(p));
+  return { exportName, infos };
+}
+
+/** Inverse of encodeMetaContextData. Throws NbdProtocolViolation when the lengths do not add up. */
+export function decodeMetaContextData(data: Buffer): { exportName: string; queries: string[] } {
+  const need = (p: number, n: number, what: string): void => {
+    if (p + n > data.length) {
+      throw new NbdProtocolViolation(`${what} needs ${n} bytes at offset ${p} of the ${data.length}-byte option data`);
+    }
+  };
+  need(0, 4, 'export name length');
+  const nameLen = data.readUInt32BE(0);
+  need(4, nameLen, 'export name');
+  const exportName = data.toString('utf8', 4, 4 + nameLen);
+  let p = 4 + nameLen;
+  need(p, 4, 'number of queries');
+  const n = data.readUInt32BE(p);
+  p += 4;
+  const queries: string[] = [];
+  for (let i = 0; i < n; i++) {
+    need(p, 4, `length of query ${i}`);
+    const len = data.readUInt32BE(p);
+    p += 4;
+    need(p, len, `query ${i}`);
+    queries.push(data.toString('utf8', p, p + len));
+    p += len;
+  }
+  if (p !== data.length) throw new NbdProtocolViolation(`${data.length - p} bytes follow the last query`);
+  return { exportName, queries };
+}
+
+/** NBD_REP_SERVER payload: name length, name, description. */
+export function encodeRepServer(name: string, description = ''): Buffer {
+  const n = nbdString(name, 'export name');
+  const d = nbdString(description, 'export description');
+  const buf = Buffer.allocUnsafe(4 + n.length + d.length);
+  buf.writeUInt32BE(n.length, 0);
+  n.copy(buf, 4);
+  d.copy(buf, 4 + n.length);
+  return buf;
+}
+
+/** NBD_REP_META_CONTEXT payload: context id, name. */
+export function encodeRepMetaContext(id: number, name: string): Buffer {
+  const n = nbdString(name, 'metadata context name');
+  const buf = Buffer.allocUnsafe(4 + n.length);
+  buf.writeUInt32BE(id >>> 0, 0);
+  n.copy(buf, 4);
+  return buf;
+}
+
+/** NBD_REP_INFO payloads (proto.md under NBD_REP_INFO); inverse of decodeRepInfo. */
+export function encodeInfoExport(size: number, flags: number): Buffer {
+  const buf = Buffer.allocUnsafe(12);
+  buf.writeUInt16BE(NBD_INFO_EXPORT, 0);
+  buf.writeBigUInt64BE(BigInt(size), 2);
+  buf.writeUInt16BE(flags, 10);
+  return buf;
+}
+
+export function encodeInfoBlockSize(minimum: number, preferred: number, maximum: number): Buffer {
+  const buf = Buffer.allocUnsafe(14);
+  buf.writeUInt16BE(NBD_INFO_BLOCK_SIZE, 0);
+  buf.writeUInt32BE(minimum, 2);
+  buf.writeUInt32BE(preferred, 6);
+  buf.writeUInt32BE(maximum, 10);
+  return buf;
+}
+
+export function encodeInfoName(name: string): Buffer {
+  const n = nbdString(name, 'export name');
+  const buf = Buffer.allocUnsafe(2 + n.length);
+  buf.writeUInt16BE(NBD_INFO_NAME, 0);
+  n.copy(buf, 2);
+  return buf;
+}
+
+export function encodeInfoDescription(description: string): Buffer {
+  const d = nbdString(description, 'export description');
+  const buf = Buffer.allocUnsafe(2 + d.length);
+  buf.writeUInt16BE(NBD_INFO_DESCRIPTION, 0);
+  d.copy(buf, 2);
+  return buf;
+}

@@ -84,3 +84,100 @@ export function decodeBlockStatus(payload: Buffer): BlockStatusChunk {
   }
   return { contextId, lengths, flags };
 }
+
+// ---- Server side (src/nbd/server): encoding replies. Appended for `pullback serve`; the
+// inverse of the decoders above and of reply-parser.ts (round-trip tested). Cookies are the
+// client's 8 raw bytes, echoed verbatim (proto.md "Transmission": same value for handle).
+import {
+  NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
+  NBD_REPLY_TYPE_NONE,
+  NBD_REPLY_TYPE_OFFSET_DATA,
+  NBD_REPLY_TYPE_OFFSET_HOLE,
+  NBD_SIMPLE_REPLY_MAGIC,
+  NBD_STRUCTURED_REPLY_MAGIC,
+  NBD_MAX_STRING,
+} from './constants.js';
+
+const TWO_32_ = 0x1_0000_0000;
+
+function writeU64(buf: Buffer, pos: number, v: number): void {
+  buf.writeUInt32BE(Math.floor(v / TWO_32_), pos);
+  buf.writeUInt32BE(v % TWO_32_, pos + 4);
+}
+
+/** Simple reply (proto.md "Simple reply message"): magic, error, handle; data follows for a good read. */
+export function encodeSimpleReply(cookie: Buffer, errno: number): Buffer {
+  const buf = Buffer.allocUnsafe(16);
+  buf.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0);
+  buf.writeUInt32BE(errno, 4);
+  cookie.copy(buf, 8, 0, 8);
+  return buf;
+}
+
+/** Writes a structured chunk header (magic, flags, type, handle, payload length) at `pos`. */
+export function writeChunkHeader(buf: Buffer, pos: number, cookie: Buffer, flags: number, type: number, length: number): void {
+  buf.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, pos);
+  buf.writeUInt16BE(flags, pos + 4);
+  buf.writeUInt16BE(type, pos + 6);
+  cookie.copy(buf, pos + 8, 0, 8);
+  buf.writeUInt32BE(length, pos + 16);
+}
+
+/** NBD_REPLY_TYPE_OFFSET_DATA header plus the 64-bit offset (28 bytes); `dataLength` bytes follow. */
+export function encodeOffsetDataHeader(cookie: Buffer, flags: number, offset: number, dataLength: number): Buffer {
+  const buf = Buffer.allocUnsafe(28);
+  writeChunkHeader(buf, 0, cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA, 8 + dataLength);
+  writeU64(buf, 20, offset);
+  return buf;
+}
+
+/** NBD_REPLY_TYPE_OFFSET_HOLE: offset and nonzero hole size. */
+export function encodeOffsetHole(cookie: Buffer, flags: number, offset: number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(32);
+  writeChunkHeader(buf, 0, cookie, flags, NBD_REPLY_TYPE_OFFSET_HOLE, 12);
+  writeU64(buf, 20, offset);
+  buf.writeUInt32BE(length, 28);
+  return buf;
+}
+
+/** NBD_REPLY_TYPE_BLOCK_STATUS: context id, then (length, flags) descriptors. */
+export function encodeBlockStatus(
+  cookie: Buffer,
+  flags: number,
+  contextId: number,
+  extents: ReadonlyArray<{ length: number; flags: number }>,
+): Buffer {
+  const buf = Buffer.allocUnsafe(24 + 8 * extents.length);
+  writeChunkHeader(buf, 0, cookie, flags, NBD_REPLY_TYPE_BLOCK_STATUS, 4 + 8 * extents.length);
+  buf.writeUInt32BE(contextId >>> 0, 20);
+  let p = 24;
+  for (const e of extents) {
+    buf.writeUInt32BE(e.length, p);
+    buf.writeUInt32BE(e.flags >>> 0, p + 4);
+    p += 8;
+  }
+  return buf;
+}
+
+/** NBD_REPLY_TYPE_ERROR, or NBD_REPLY_TYPE_ERROR_OFFSET when `offset` is given; message cut to 4096 bytes. */
+export function encodeErrorChunk(cookie: Buffer, flags: number, errno: number, message: string, offset?: number): Buffer {
+  let m = Buffer.from(message, 'utf8');
+  if (m.length > NBD_MAX_STRING) m = m.subarray(0, NBD_MAX_STRING);
+  const extra = offset === undefined ? 0 : 8;
+  const buf = Buffer.allocUnsafe(20 + 6 + m.length + extra);
+  const type = offset === undefined ? NBD_REPLY_TYPE_ERROR : NBD_REPLY_TYPE_ERROR_OFFSET;
+  writeChunkHeader(buf, 0, cookie, flags, type, 6 + m.length + extra);
+  buf.writeUInt32BE(errno, 20);
+  buf.writeUInt16BE(m.length, 24);
+  m.copy(buf, 26);
+  if (offset !== undefined) writeU64(buf, 26 + m.length, offset);
+  return buf;
+}
+
+/** NBD_REPLY_TYPE_NONE with NBD_REPLY_FLAG_DONE: the final chunk of a successful reply. */
+export function encodeNoneChunk(cookie: Buffer): Buffer {
+  const buf = Buffer.allocUnsafe(20);
+  writeChunkHeader(buf, 0, cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
+  return buf;
+}

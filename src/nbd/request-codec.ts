@@ -35,3 +35,35 @@ export function encodeRequest(flags: number, type: number, cookie: number, offse
 export function readUInt64(buf: Buffer, pos: number): number {
   return buf.readUInt32BE(pos) * TWO_32 + buf.readUInt32BE(pos + 4);
 }
+
+// ---- Server side (src/nbd/server): decoding request headers. Appended for `pullback serve`.
+
+export interface DecodedRequest {
+  flags: number;
+  type: number;
+  /** The client's 64-bit handle as 8 raw bytes (echoed verbatim in every reply). */
+  cookie: Buffer;
+  offset: number;
+  length: number;
+}
+
+/**
+ * Decodes the 28-byte request header at `pos`. Returns a reason string (not a throw) when the
+ * magic is wrong or the offset is beyond 2^53, which the caller turns into a hard disconnect.
+ * The cookie is copied, so `buf` may be reused.
+ */
+export function decodeRequest(buf: Buffer, pos: number): DecodedRequest | string {
+  const magic = buf.readUInt32BE(pos);
+  if (magic !== NBD_REQUEST_MAGIC) {
+    return `request has magic 0x${magic.toString(16)}, expected NBD_REQUEST_MAGIC (0x${NBD_REQUEST_MAGIC.toString(16)})`;
+  }
+  const hi = buf.readUInt32BE(pos + 16);
+  if (hi >= 0x200000) return `request offset 0x${hi.toString(16)}${buf.readUInt32BE(pos + 20).toString(16).padStart(8, '0')} is beyond 2^53`;
+  return {
+    flags: buf.readUInt16BE(pos + 4),
+    type: buf.readUInt16BE(pos + 6),
+    cookie: Buffer.from(buf.subarray(pos + 8, pos + 16)),
+    offset: readUInt64(buf, pos + 16),
+    length: buf.readUInt32BE(pos + 24),
+  };
+}
