@@ -20,7 +20,7 @@ import { chunkPath, manifestPath } from './layout.js';
 import type { RepoLock } from './lock.js';
 import { writeManifest } from './manifest.js';
 import { abortError } from './worker-pool.js';
-import type { BackupRecord, BackupWriter, DiskStats } from './types.js';
+import type { BackupRecord, BackupWriter, DiskStats, IngestProgress } from './types.js';
 
 interface DiskState {
   id: number;
@@ -64,6 +64,8 @@ export class Writer implements BackupWriter {
   private readonly onDone: () => void;
   private done: Item[] = [];
   private inFlight = 0;
+  private committed = 0;
+  private readonly onProgress: ((p: IngestProgress) => void) | undefined;
   private flushTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   private firstError: Error | undefined;
   private waiters: Waiter[] = [];
@@ -78,8 +80,10 @@ export class Writer implements BackupWriter {
     disks: Array<{ id: number; name: string; size: number }>,
     lock: RepoLock,
     onDone: () => void,
+    onProgress?: (p: IngestProgress) => void,
   ) {
     this.ctx = ctx;
+    this.onProgress = onProgress;
     this.id = id;
     this.lock = lock;
     this.onDone = onDone;
@@ -149,6 +153,16 @@ export class Writer implements BackupWriter {
 
   stats(disk: string): DiskStats {
     return { ...this.diskState(disk).stats };
+  }
+
+  progress(): IngestProgress {
+    let bytesRead = 0;
+    let bytesStored = 0;
+    for (const d of this.disks.values()) {
+      bytesRead += d.stats.bytesRead;
+      bytesStored += d.stats.bytesStored;
+    }
+    return { backupId: this.id, chunksCommitted: this.committed, chunksInFlight: this.inFlight, bytesRead, bytesStored };
   }
 
   async complete(opts: { signal?: AbortSignal; checkpointXml?: string } = {}): Promise<BackupRecord> {
@@ -372,6 +386,7 @@ export class Writer implements BackupWriter {
       if (it.slot >= 0) this.ctx.pool().releaseSlot(it.slot);
       this.inFlight--;
     }
+    this.committed += committed.length;
     for (const it of retry) {
       it.attempts++;
       if (it.attempts >= MAX_ATTEMPTS) {
@@ -382,6 +397,7 @@ export class Writer implements BackupWriter {
         this.dispatch(it, true);
       }
     }
+    if (this.onProgress !== undefined && committed.length > 0) this.onProgress(this.progress());
     this.notifyIdle();
   }
 

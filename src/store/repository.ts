@@ -312,7 +312,7 @@ export class Repository {
           return { id: bid, disks: ds };
         })
         .immediate();
-      const writer: Writer = new Writer(this.context, id, disks, lock, () => this.writers.delete(writer));
+      const writer: Writer = new Writer(this.context, id, disks, lock, () => this.writers.delete(writer), opts.onProgress);
       this.writers.add(writer);
       return writer;
     } catch (e) {

@@ -42,6 +42,19 @@ export interface BeginBackupOptions {
   domainXml?: string;
   checkpointXml?: string;
   time?: Date;
+  /** Called after each batch of chunks is committed to the index. */
+  onProgress?: (p: IngestProgress) => void;
+}
+
+/** Store-side progress of one backup, over all its disks. */
+export interface IngestProgress {
+  backupId: string;
+  /** Chunks whose rows are committed (data and zero). */
+  chunksCommitted: number;
+  /** Chunks accepted by ingest() but not yet committed: at most the pool's slot count, plus zeros. */
+  chunksInFlight: number;
+  bytesRead: number;
+  bytesStored: number;
 }
 
 export type ChunkEntry = { kind: 'data'; digest: Buffer } | { kind: 'zero' } | { kind: 'absent' };
@@ -58,6 +71,8 @@ export interface BackupWriter {
   /** Records a chunk known to read as zeros, without data. */
   zero(disk: string, chunkIndex: number): void;
   stats(disk: string): DiskStats;
+  /** Totals over all disks; the same value onProgress receives. */
+  progress(): IngestProgress;
   /**
    * Waits until every chunk is durable and indexed, writes the manifest, marks complete.
    * `checkpointXml` records the checkpoint as libvirt describes it after the job started.

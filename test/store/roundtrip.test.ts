@@ -2,7 +2,7 @@
 // byte-identical; compressible chunks are stored compressed, random ones raw; zeros are not
 // stored at all; incrementals resolve through their chain.
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { Repository } from '../../src/store/index.js';
+import { Repository, type IngestProgress } from '../../src/store/index.js';
 import { chunkBytes, KiB, quietInit, randomChunk, tempDir, textChunk } from './helpers.js';
 
 const CS = 64 * KiB;
@@ -41,13 +41,17 @@ describe('round trip', () => {
     randomChunk(CS).copy(image, 7 * CS);
     textChunk(CS, 3).copy(image, 8 * CS);
     randomChunk(size - 9 * CS).copy(image, 9 * CS);
-    const w = await repo.beginBackup({ domain: 'vm1', level: 'full', parentId: null, checkpoint: 'c1', disks: [{ name: 'vda', size }] });
+    const seen: IngestProgress[] = [];
+    const w = await repo.beginBackup({ domain: 'vm1', level: 'full', parentId: null, checkpoint: 'c1', disks: [{ name: 'vda', size }], onProgress: (p) => seen.push(p) });
     for (let i = 0; i < 10; i++) {
       if (i === 6) continue; // never read: stays absent, reads back as zero
       await w.ingest('vda', i, image.subarray(i * CS, Math.min(size, (i + 1) * CS)));
     }
     const rec = await w.complete();
     expect(rec.status).toBe('complete');
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen[seen.length - 1]).toMatchObject({ backupId: rec.id, chunksCommitted: 9, chunksInFlight: 0, bytesRead: size - CS });
+    expect(w.progress()).toEqual(seen[seen.length - 1]);
     const st = rec.disks[0];
     expect(st).toMatchObject({ name: 'vda', size, chunksNew: 7, chunksDeduped: 0, chunksZero: 2 });
     expect(st?.bytesRead).toBe(size - CS);
