@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# pullback against virtnbdbackup / virtnbdrestore (Debian package) on the same content, same
+# machine, same run (issues 4 and 5). A measurement, not a test: it exits 0 when a target is
+# missed, and non-zero only when a result is wrong (a restore whose sha256 differs from the
+# reference, a write that did not land, a tool that failed).
+#
+# Setup (decisions; see docs/benchmarks.md):
+#   - One 4 GiB qcow2 image built offline: [0,1G) random, [1G,2G) log-like text (zstd ~3x,
+#     lz4 ~1.7x, no two blocks equal), [2G,4G) explicit zeroes (`qemu-io write -z`: zero
+#     clusters, reported by NBD base:allocation as zero, so both tools skip them).
+#   - Three domains on identical copies (virtnbdbackup refuses foreign checkpoints and a
+#     full resets its chain): pbvnb-pullback (pullback, default repo: 1 MiB chunks, zstd:3),
+#     pbvnb-plain (virtnbdbackup), pbvnb-lz4 (virtnbdbackup -z). Every domain gets the same
+#     guest writes (same data, same offsets) through HMP qemu-io, so dirty bitmaps see them.
+#   - Chain: full; 256 MiB of scattered writes (64 KiB..4 MiB, 4 KiB-aligned, half random
+#     half text) + incremental; incremental with nothing changed; 64 MiB more writes + 16 MiB
+#     of zero writes + incremental. Then the domains are shut off and the chain (full + 3
+#     incrementals) is restored by both tools; every restore must hash (sha256 of the raw
+#     content) to the reference, a raw file that received the same writes.
+#   - Tools run one after another (never concurrently: 2 cores). Wall time and peak RSS from
+#     GNU time (`%e %M`; RSS of the process tree's largest member). Bytes stored: `du -sb`.
+#
+#   bash bench/virtnbdbackup.sh
+#   RANDOM_MIB=64 TEXT_MIB=64 ZERO_MIB=128 CHANGE_MIB=16 CHANGE3_MIB=8 ZERO3_MIB=2 bash bench/virtnbdbackup.sh  # smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+RANDOM_MIB=${RANDOM_MIB:-1024}
+TEXT_MIB=${TEXT_MIB:-1024}
+ZERO_MIB=${ZERO_MIB:-2048}
+CHANGE_MIB=${CHANGE_MIB:-256}
+CHANGE3_MIB=${CHANGE3_MIB:-64}
+ZERO3_MIB=${ZERO3_MIB:-16}
+MiB=1048576
+DISK_MIB=$((RANDOM_MIB + TEXT_MIB + ZERO_MIB))
+DOM_PB=pbvnb-pullback
+DOM_PLAIN=pbvnb-plain
+DOM_LZ4=pbvnb-lz4
+DOMS=("$DOM_PB" "$DOM_PLAIN" "$DOM_LZ4")
+export LIBVIRT_DEFAULT_URI=qemu:///system
+
+log() { printf '[vnb-bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---- prerequisites -----------------------------------------------------------------------
+if [ "$(id -u)" != 0 ]; then die "run as root (installs packages, defines libvirt domains)"; fi
+for p in virtnbdbackup time; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    log "installing $p"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
+  fi
+done
+if [ ! -f dist/cli/main.js ]; then bash scripts/setup.sh; else bash scripts/setup-hypervisor.sh; fi
+PULLBACK="$ROOT/bin/pullback"
+TSX="$ROOT/node_modules/.bin/tsx"
+
+# One run at a time: domain names are fixed, and a second run would share the 2 cores.
+exec 9>/var/tmp/pullback-vnb-bench.lock
+flock -n 9 || die "another bench/virtnbdbackup.sh is running (lock /var/tmp/pullback-vnb-bench.lock)"
+
+remove_domains() {
+  for d in "${DOMS[@]}"; do
+    virsh -q destroy "$d" >/dev/null 2>&1 || true
+    virsh -q undefine "$d" --checkpoints-metadata >/dev/null 2>&1 || true
+  done
+}
+# Leftovers of a killed run (we hold the lock, so they are not in use).
+remove_domains
+rm -rf /var/tmp/pullback-vnb-bench.??????
+
+WORK=$(mktemp -d /var/tmp/pullback-vnb-bench.XXXXXX)
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RES="$ROOT/bench/out/vnb-$STAMP"
+mkdir -p "$RES"
+cleanup() {
+  local rc=$?
+  remove_domains
+  rm -rf "$WORK"
+  [ "$rc" = 0 ] || log "failed (exit $rc); logs in $RES"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir $WORK; results $RES"
+
+# ---- the image ---------------------------------------------------------------------------
+REF="$WORK/reference.raw"   # what the guest reads from vda at every moment
+log "building the ${DISK_MIB} MiB image: ${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes"
+"$TSX" bench/vnb-data.ts random base $((RANDOM_MIB * MiB)) "$WORK/random.bin"
+"$TSX" bench/vnb-data.ts text base $((TEXT_MIB * MiB)) "$WORK/text.bin"
+cat "$WORK/random.bin" "$WORK/text.bin" > "$REF"
+rm "$WORK/random.bin"
+truncate -s $((DISK_MIB * MiB)) "$REF"
+TEXT_ZSTD=$(zstd -3 -T1 -c "$WORK/text.bin" | wc -c)
+TEXT_LZ4=$(lz4 -1 -c "$WORK/text.bin" | wc -c)
+rm "$WORK/text.bin"
+qemu-img convert -f raw -O qcow2 "$REF" "$WORK/base.qcow2"
+qemu-io -f qcow2 -c "write -z $(((RANDOM_MIB + TEXT_MIB) * MiB)) $((ZERO_MIB * MiB))" "$WORK/base.qcow2" >/dev/null
+
+domain_xml() { # NAME IMAGE
+  local type=qemu
+  [ -e /dev/kvm ] && type=kvm
+  cat <<EOF
+<domain type='$type'>
+  <name>$1</name>
+  <description>bench/virtnbdbackup.sh throwaway domain</description>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' discard='unmap'/>
+      <source file='$2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+}
+for d in "${DOMS[@]}"; do
+  cp "$WORK/base.qcow2" "$WORK/$d.qcow2"
+  domain_xml "$d" "$WORK/$d.qcow2" > "$WORK/$d.xml"
+  virsh -q define "$WORK/$d.xml" >/dev/null
+  virsh -q start "$d" >/dev/null
+done
+rm "$WORK/base.qcow2"
+
+# ---- guest writes ------------------------------------------------------------------------
+# A plan is lines "OFFSET LENGTH random|text|zero FILE" (bench/vnb-data.ts plan).
+apply_to_domain() { # DOMAIN PLAN
+  local dom=$1 plan=$2 qlog=/var/log/libvirt/qemu/$1.log off len kind file cmd out from want got=0
+  from=$(stat -c %s "$qlog")
+  while read -r off len kind file; do
+    if [ "$kind" = zero ]; then cmd="write -z $off $len"; else cmd="write -s $file $off $len"; fi
+    out=$(virsh qemu-monitor-command "$dom" --hmp "qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend \"$cmd\"")
+    [ -z "${out//[[:space:]]/}" ] || { log "qemu-io on $dom \"$cmd\": $out"; return 1; }
+  done < "$plan"
+  # HMP answers "" even when qemu-io fails; its result line goes to QEMU's log (via virtlogd).
+  want=$(wc -l < "$plan")
+  for _ in $(seq 1 200); do
+    got=$(tail -c +$((from + 1)) "$qlog" | grep -x -F -f <(awk '{print "wrote " $2 "/" $2 " bytes at offset " $1}' "$plan") | sort -u | wc -l)
+    [ "$got" -eq "$want" ] && return 0
+    sleep 0.1
+  done
+  log "$dom: $got of $want writes confirmed in $qlog"
+  tail -c +$((from + 1)) "$qlog" | grep -v '^wrote\|^[0-9.]* [KMG]iB, 1 ops' | tail -5 >&2
+  return 1
+}
+apply_to_reference() { # PLAN
+  local off len kind file
+  while read -r off len kind file; do
+    if [ "$kind" = zero ]; then
+      fallocate --punch-hole --offset "$off" --length "$len" "$REF"
+    else
+      dd if="$file" of="$REF" bs=4M oflag=seek_bytes seek="$off" conv=notrunc status=none
+    fi
+  done < "$1"
+}
+apply_changes() { # LABEL DATA_MIB ZERO_MIB
+  local plan="$WORK/plan-$1.txt" pids=() d
+  "$TSX" bench/vnb-data.ts plan "$1" $((DISK_MIB * MiB)) $(($2 * MiB)) $(($3 * MiB)) "$WORK/writes-$1" > "$plan"
+  log "guest writes '$1': $(wc -l < "$plan") writes, $2 MiB data + $3 MiB zeroes, on ${DOMS[*]}"
+  for d in "${DOMS[@]}"; do apply_to_domain "$d" "$plan" & pids+=($!); done
+  apply_to_reference "$plan"
+  for p in "${pids[@]}"; do wait "$p" || die "guest writes '$1' failed (see above)"; done
+  rm -rf "$WORK/writes-$1"
+}
+
+# ---- measuring ---------------------------------------------------------------------------
+declare -A T M C S   # wall seconds, peak RSS KiB, CPU seconds, bytes stored after the step
+run_timed() { # KEY CMD...
+  local key=$1 e m u s
+  shift
+  sync
+  if ! /usr/bin/time -f '%e %M %U %S' -o "$WORK/time.$key" "$@" > "$RES/$key.out" 2> "$RES/$key.err"; then
+    tail -n 15 "$RES/$key.err" >&2
+    die "$key failed: $*"
+  fi
+  read -r e m u s < "$WORK/time.$key"
+  T[$key]=$e
+  M[$key]=$m
+  C[$key]=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.1f", u + s }')
+  log "$key: ${e} s, peak RSS $((m / 1024)) MiB"
+}
+stored() { du -sb "$1" | cut -f1; }
+
+REPO="$WORK/pullback-repo"
+VNB_PLAIN="$WORK/vnb-plain"
+VNB_LZ4="$WORK/vnb-lz4"
+"$PULLBACK" init --repo "$REPO" > "$RES/init.out"
+
+backup_step() { # STEP PULLBACK_LEVEL VNB_LEVEL
+  local step=$1
+  run_timed "$step.pullback" "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
+  S[$step.pullback]=$(stored "$REPO")
+  run_timed "$step.vnb" virtnbdbackup -d "$DOM_PLAIN" -l "$3" -o "$VNB_PLAIN" --noprogress
+  S[$step.vnb]=$(stored "$VNB_PLAIN")
+  run_timed "$step.vnbz" virtnbdbackup -d "$DOM_LZ4" -l "$3" -z -o "$VNB_LZ4" --noprogress
+  S[$step.vnbz]=$(stored "$VNB_LZ4")
+}
+
+# Same page-cache state for every tool's first read: each image fully cached.
+for d in "${DOMS[@]}"; do cat "$WORK/$d.qcow2" > /dev/null; done
+backup_step full full full
+apply_changes inc1 "$CHANGE_MIB" 0
+backup_step inc1 incremental inc
+backup_step inc2 incremental inc
+apply_changes inc3 "$CHANGE3_MIB" "$ZERO3_MIB"
+backup_step inc3 incremental inc
+
+# ---- restore -----------------------------------------------------------------------------
+for d in "${DOMS[@]}"; do virsh -q destroy "$d" >/dev/null; done
+log "checking that every domain's image now reads exactly as the reference"
+for d in "${DOMS[@]}"; do
+  qemu-img compare -q -f raw -F qcow2 "$REF" "$WORK/$d.qcow2" || die "$d's image differs from the reference: the guest writes did not all land"
+done
+OUT="$WORK/restore"
+mkdir -p "$OUT"
+run_timed restore.pullback "$PULLBACK" restore --repo "$REPO" --domain "$DOM_PB" --backup latest --disk vda --format qcow2 --output "$OUT/pullback.qcow2" --json
+run_timed restore.pullback-raw "$PULLBACK" restore --repo "$REPO" --domain "$DOM_PB" --backup latest --disk vda --format raw --output "$OUT/pullback.raw" --json
+run_timed restore.vnb virtnbdrestore -i "$VNB_PLAIN" -o "$OUT/vnb-plain" --noprogress -L "$RES/virtnbdrestore-plain.log"
+run_timed restore.vnbz virtnbdrestore -i "$VNB_LZ4" -o "$OUT/vnb-lz4" --noprogress -L "$RES/virtnbdrestore-lz4.log"
+
+sha_file() { openssl dgst -sha256 -r "$1" | cut -d' ' -f1; }
+sha_qcow2() { nbdcopy -- [ qemu-nbd -r -f qcow2 "$1" ] - | openssl dgst -sha256 -r | cut -d' ' -f1; }
+log "hashing the reference and the four restores"
+want=$(sha_file "$REF")
+declare -A H
+H[pullback qcow2]=$(sha_qcow2 "$OUT/pullback.qcow2")
+H[pullback raw]=$(sha_file "$OUT/pullback.raw")
+H[virtnbdrestore (plain chain)]=$(sha_qcow2 "$OUT/vnb-plain/$DOM_PLAIN.qcow2")
+H[virtnbdrestore (-z chain)]=$(sha_qcow2 "$OUT/vnb-lz4/$DOM_LZ4.qcow2")
+
+# ---- report ------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
+human() { awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.1f MiB", b / 1048576; else printf "%.1f KiB", b / 1024 }'; }
+delta() { # STEP TOOL PREV_STEP
+  local prev=0
+  [ -n "$3" ] && prev=${S[$3.$2]}
+  human $((${S[$1.$2]} - prev))
+}
+{
+  echo "## pullback vs virtnbdbackup $(dpkg-query -W -f='${Version}' virtnbdbackup) — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "Disk: ${DISK_MIB} MiB qcow2 (${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes); text alone: zstd -3 $(ratio $((TEXT_MIB * MiB)) "$TEXT_ZSTD")x, lz4 -1 $(ratio $((TEXT_MIB * MiB)) "$TEXT_LZ4")x."
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); pullback $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src'); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Ratios are pullback time / virtnbdbackup time (lower is better). vnb = virtnbdbackup, vnb -z = virtnbdbackup -z (lz4). Stored = bytes added by the step (du -sb)."
+  echo
+  echo "| operation | pullback s | vnb s | vnb -z s | ratio vs vnb | ratio vs vnb -z | target | pullback RSS MiB | vnb RSS MiB | vnb -z RSS MiB | pullback stored | vnb stored | vnb -z stored |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  row() { # STEP LABEL TARGET PREV
+    echo "| $2 | ${T[$1.pullback]} | ${T[$1.vnb]} | ${T[$1.vnbz]} | $(ratio "${T[$1.pullback]}" "${T[$1.vnb]}") | $(ratio "${T[$1.pullback]}" "${T[$1.vnbz]}") | $3 | $(mb "${M[$1.pullback]}") | $(mb "${M[$1.vnb]}") | $(mb "${M[$1.vnbz]}") | $(delta "$1" pullback "$4") | $(delta "$1" vnb "$4") | $(delta "$1" vnbz "$4") |"
+  }
+  row full "full backup" "≤ 1.0 vs vnb, ≤ 0.5 vs vnb -z" ""
+  row inc1 "incremental, ${CHANGE_MIB} MiB scattered writes" "≤ 0.5" full
+  row inc2 "incremental, nothing changed" "≤ 0.35" inc1
+  row inc3 "incremental, ${CHANGE3_MIB} MiB writes + ${ZERO3_MIB} MiB zeroes" "—" inc2
+  echo "| restore full + 3 incrementals (qcow2) | ${T[restore.pullback]} | ${T[restore.vnb]} | ${T[restore.vnbz]} | $(ratio "${T[restore.pullback]}" "${T[restore.vnb]}") | $(ratio "${T[restore.pullback]}" "${T[restore.vnbz]}") | ≤ 0.4 | $(mb "${M[restore.pullback]}") | $(mb "${M[restore.vnb]}") | $(mb "${M[restore.vnbz]}") | | | |"
+  echo "| restore, pullback --format raw | ${T[restore.pullback-raw]} | | | $(ratio "${T[restore.pullback-raw]}" "${T[restore.vnb]}") | $(ratio "${T[restore.pullback-raw]}" "${T[restore.vnbz]}") | | $(mb "${M[restore.pullback-raw]}") | | | | | |"
+  echo "| **total stored** | | | | | | ≤ vnb -z | | | | $(human "${S[inc3.pullback]}") | $(human "${S[inc3.vnb]}") | $(human "${S[inc3.vnbz]}") |"
+  echo
+  echo "CPU seconds (user+sys of the tool's own processes; QEMU's NBD server is not included):"
+  echo
+  echo "| operation | pullback | vnb | vnb -z |"
+  echo "|---|---|---|---|"
+  for s in full inc1 inc2 inc3 restore; do echo "| $s | ${C[$s.pullback]} | ${C[$s.vnb]} | ${C[$s.vnbz]} |"; done
+  echo "| restore raw | ${C[restore.pullback-raw]} | | |"
+  echo
+  peak=0
+  for k in "${!M[@]}"; do case $k in *.pullback|*.pullback-raw) [ "${M[$k]}" -gt "$peak" ] && peak=${M[$k]};; esac; done
+  check() { # LABEL VALUE LIMIT (met when VALUE <= LIMIT)
+    awk -v l="$1" -v v="$2" -v t="$3" 'BEGIN { printf "- %s: %s (target ≤ %s) %s\n", l, v, t, (v + 0 <= t + 0 ? "MET" : "MISSED") }'
+  }
+  echo "Targets:"
+  echo
+  check "full vs vnb" "$(ratio "${T[full.pullback]}" "${T[full.vnb]}")" 1.0
+  check "full vs vnb -z" "$(ratio "${T[full.pullback]}" "${T[full.vnbz]}")" 0.5
+  check "${CHANGE_MIB} MiB incremental vs vnb" "$(ratio "${T[inc1.pullback]}" "${T[inc1.vnb]}")" 0.5
+  check "${CHANGE_MIB} MiB incremental vs vnb -z" "$(ratio "${T[inc1.pullback]}" "${T[inc1.vnbz]}")" 0.5
+  check "no-change incremental vs vnb" "$(ratio "${T[inc2.pullback]}" "${T[inc2.vnb]}")" 0.35
+  check "no-change incremental vs vnb -z" "$(ratio "${T[inc2.pullback]}" "${T[inc2.vnbz]}")" 0.35
+  check "bytes stored vs vnb -z" "$(ratio "${S[inc3.pullback]}" "${S[inc3.vnbz]}")" 1.0
+  check "pullback peak RSS MiB" "$(mb "$peak")" 200
+  check "restore vs virtnbdrestore (plain chain)" "$(ratio "${T[restore.pullback]}" "${T[restore.vnb]}")" 0.4
+  check "restore vs virtnbdrestore (-z chain)" "$(ratio "${T[restore.pullback]}" "${T[restore.vnbz]}")" 0.4
+  echo
+  echo "Restores (sha256 of the raw content; reference $want):"
+  echo
+  for k in "pullback qcow2" "pullback raw" "virtnbdrestore (plain chain)" "virtnbdrestore (-z chain)"; do
+    if [ "${H[$k]}" = "$want" ]; then echo "- $k: identical"; else echo "- $k: MISMATCH ${H[$k]}"; fi
+  done
+} > "$RES/table.md"
+cat "$RES/table.md"
+log "results in $RES"
+if grep -q MISMATCH "$RES/table.md"; then die "a restore does not match the reference"; fi
