@@ -19,7 +19,7 @@ import { fromHex, isAllZero } from './hash.js';
 import { chunkPath, manifestPath } from './layout.js';
 import type { RepoLock } from './lock.js';
 import { writeManifest } from './manifest.js';
-import { abortError } from './worker-pool.js';
+import { abortError, type WorkerPool } from './worker-pool.js';
 import type { BackupRecord, BackupWriter, DiskStats, IngestProgress } from './types.js';
 
 interface DiskState {
@@ -59,6 +59,8 @@ type State = 'running' | 'completing' | 'complete' | 'failed';
 export class Writer implements BackupWriter {
   readonly id: string;
   private readonly ctx: StoreContext;
+  /** Captured once: slots belong to this pool even if the repository starts a new one. */
+  private readonly pool: WorkerPool;
   private readonly disks = new Map<string, DiskState>();
   private readonly lock: RepoLock;
   private readonly onDone: () => void;
@@ -83,6 +85,7 @@ export class Writer implements BackupWriter {
     onProgress?: (p: IngestProgress) => void,
   ) {
     this.ctx = ctx;
+    this.pool = ctx.pool();
     this.onProgress = onProgress;
     this.id = id;
     this.lock = lock;
@@ -127,19 +130,19 @@ export class Writer implements BackupWriter {
     }
     let slot: number;
     try {
-      slot = await this.ctx.pool().acquireSlot(opts.signal);
+      slot = await this.pool.acquireSlot(opts.signal);
     } catch (e) {
       this.unclaim(d, chunkIndex);
       d.stats.bytesRead -= data.length;
       throw e;
     }
     if (this.firstError !== undefined || this.state !== 'running') {
-      this.ctx.pool().releaseSlot(slot);
+      this.pool.releaseSlot(slot);
       this.unclaim(d, chunkIndex);
       d.stats.bytesRead -= data.length;
       this.assertRunning();
     }
-    data.copy(this.ctx.pool().slotBuffer(slot, data.length));
+    data.copy(this.pool.slotBuffer(slot, data.length));
     this.inFlight++;
     this.dispatch({ disk: d, index: chunkIndex, slot, length: data.length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
   }
@@ -287,7 +290,7 @@ export class Writer implements BackupWriter {
   }
 
   private dispatch(item: Item, force: boolean): void {
-    const pool = this.ctx.pool();
+    const pool = this.pool;
     pool.store(item.slot, item.length, force).then(
       (r) => {
         item.hex = r.hex;
@@ -319,7 +322,7 @@ export class Writer implements BackupWriter {
 
   /** Batches commits: at once when a quarter of the slots wait, else after a few ms. */
   private scheduleFlush(): void {
-    const urgent = this.done.length >= Math.max(4, this.ctx.pool().slotCount >> 2) || this.waiters.length > 0;
+    const urgent = this.done.length >= Math.max(4, this.pool.slotCount >> 2) || this.waiters.length > 0;
     if (this.flushTimer !== undefined) {
       if (!urgent) return;
       clearTimeout(this.flushTimer as NodeJS.Timeout);
@@ -369,7 +372,7 @@ export class Writer implements BackupWriter {
         .immediate();
     } catch (e) {
       for (const it of items) {
-        if (it.slot >= 0) this.ctx.pool().releaseSlot(it.slot);
+        if (it.slot >= 0) this.pool.releaseSlot(it.slot);
         this.inFlight--;
       }
       this.setError(new PullbackError('REPO_IO', `committing index rows failed: ${(e as Error).message}`, { cause: e }));
@@ -383,14 +386,14 @@ export class Writer implements BackupWriter {
         s.chunksNew++;
         s.bytesStored += it.storedSize;
       }
-      if (it.slot >= 0) this.ctx.pool().releaseSlot(it.slot);
+      if (it.slot >= 0) this.pool.releaseSlot(it.slot);
       this.inFlight--;
     }
     this.committed += committed.length;
     for (const it of retry) {
       it.attempts++;
       if (it.attempts >= MAX_ATTEMPTS) {
-        this.ctx.pool().releaseSlot(it.slot);
+        this.pool.releaseSlot(it.slot);
         this.inFlight--;
         this.setError(new PullbackError('REPO_IO', `chunk ${it.hex} keeps disappearing after being written`), it);
       } else {

@@ -225,6 +225,11 @@ export class Repository {
 
   private pool(): WorkerPool {
     this.assertOpen();
+    // A pool whose worker died stays broken for the writers that used it; new users get a new one.
+    if (this.poolInstance?.failure !== undefined) {
+      void this.poolInstance.close();
+      this.poolInstance = undefined;
+    }
     this.poolInstance ??= new WorkerPool({
       chunksDir: this.layout.chunks,
       tmpDir: this.layout.tmp,

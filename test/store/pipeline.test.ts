@@ -1,0 +1,92 @@
+// The ingest pipeline's guarantees: bounded chunks in flight (backpressure), a failed chunk
+// write or a dead worker rejects the backup instead of hanging, an abort stops a waiting
+// ingest, and the repository stays usable afterwards.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, expect, test } from 'vitest';
+import type { Repository } from '../../src/store/index.js';
+import type { WorkerPool } from '../../src/store/worker-pool.js';
+import { KiB, quietInit, seededChunk, tempDir } from './helpers.js';
+
+const CS = 64 * KiB;
+let t: ReturnType<typeof tempDir>;
+let repo: Repository | undefined;
+beforeEach(() => {
+  t = tempDir();
+});
+afterEach(async () => {
+  await repo?.close();
+  repo = undefined;
+  t.cleanup();
+});
+
+const poolOf = (r: Repository): WorkerPool => (r.context.pool as () => WorkerPool)();
+
+test('chunks in flight never exceed the slot count', async () => {
+  repo = await quietInit(join(t.dir, 'repo'), { chunkSize: CS, workers: 2 });
+  const slots = poolOf(repo).slotCount;
+  let maxInFlight = 0;
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 300 * CS }] });
+  for (let i = 0; i < 300; i++) {
+    await w.ingest('vda', i, seededChunk(CS, 4, i));
+    maxInFlight = Math.max(maxInFlight, w.progress().chunksInFlight);
+  }
+  const rec = await w.complete();
+  expect(slots).toBe(128);
+  expect(maxInFlight).toBeLessThanOrEqual(slots);
+  expect(maxInFlight).toBeGreaterThan(slots / 2); // the window really fills: ingest outpaces the workers
+  expect(rec.disks[0]?.chunksNew).toBe(300);
+});
+
+test('a chunk write that fails rejects the backup with where it failed; fail() then works', async () => {
+  repo = await quietInit(join(t.dir, 'repo'), { chunkSize: CS, workers: 2 });
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 50 * CS }] });
+  await w.ingest('vda', 0, seededChunk(CS, 5, 0));
+  // Pull the temporary directory out from under the workers: every new chunk write fails.
+  rmSync(join(repo.dir, 'tmp'), { recursive: true });
+  const err = await (async () => {
+    for (let i = 1; i < 50; i++) await w.ingest('vda', i, seededChunk(CS, 5, i));
+    return w.complete();
+  })().catch((e: unknown) => e);
+  expect(err).toMatchObject({ code: 'REPO_IO', message: expect.stringMatching(/backup .* \(disk vda, chunk \d+, offset \d+\): writing chunk storage failed: ENOENT/) });
+  await w.fail('storage broke');
+  expect(repo.getBackup(w.id)).toMatchObject({ status: 'failed', failure: 'storage broke' });
+});
+
+test('a worker that dies rejects the pending chunks; the next backup gets a new pool', async () => {
+  repo = await quietInit(join(t.dir, 'repo'), { chunkSize: CS, workers: 2 });
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 300 * CS }] });
+  const pool = poolOf(repo);
+  for (let i = 0; i < 100; i++) await w.ingest('vda', i, seededChunk(CS, 6, i));
+  // Kill one worker thread for real.
+  await (pool as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers[0]?.worker.terminate();
+  const err = await (async () => {
+    for (let i = 100; i < 300; i++) await w.ingest('vda', i, seededChunk(CS, 6, i));
+    return w.complete();
+  })().catch((e: unknown) => e);
+  expect(err).toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/ingest worker exited unexpectedly/) });
+  await w.fail('worker died');
+
+  const w2 = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'd', disks: [{ name: 'vda', size: 10 * CS }] });
+  expect(poolOf(repo)).not.toBe(pool);
+  for (let i = 0; i < 10; i++) await w2.ingest('vda', i, seededChunk(CS, 6, i));
+  expect((await w2.complete()).status).toBe('complete');
+  expect((await repo.check({ readData: true })).ok).toBe(true);
+});
+
+test('an ingest waiting for a slot is aborted by its signal', async () => {
+  repo = await quietInit(join(t.dir, 'repo'), { chunkSize: CS, workers: 1 });
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 400 * CS }] });
+  const slots = poolOf(repo).slotCount;
+  const ac = new AbortController();
+  // Fill every slot without waiting, then one more must wait until the signal fires.
+  const accepted = Array.from({ length: slots }, (_, i) => w.ingest('vda', i, seededChunk(CS, 7, i)));
+  const waiting = w.ingest('vda', slots, seededChunk(CS, 7, slots), { signal: ac.signal });
+  ac.abort(new Error('user pressed ^C'));
+  await expect(waiting).rejects.toThrow('user pressed ^C');
+  await Promise.all(accepted);
+  // The aborted chunk was not recorded: it can be ingested again.
+  await w.ingest('vda', slots, seededChunk(CS, 7, slots));
+  const rec = await w.complete();
+  expect(rec.disks[0]?.chunksNew).toBe(slots + 1);
+});
