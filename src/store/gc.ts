@@ -81,13 +81,7 @@ export async function runGc(ctx: StoreContext, opts: GcOptions): Promise<GcRepor
   opts.signal?.throwIfAborted();
   const maxId = (db.prepare('SELECT coalesce(max(id), 0) FROM chunks').pluck(true).get() as number) ?? 0;
   const marked = new Uint8Array(maxId + 1);
-  const refs = db
-    .prepare(
-      `SELECT m.chunk_id FROM chunk_map m JOIN disks d ON d.id = m.disk_id JOIN backups b ON b.id = d.backup_id
-       WHERE b.status != 'failed'`,
-    )
-    .pluck(true);
-  for (const id of refs.iterate() as IterableIterator<number>) if (id <= maxId) marked[id] = 1;
+  markReferenced(db, marked);
 
   // 4. sweep
   const candidates: Array<{ id: number; digest: Buffer; storedSize: number }> = [];
@@ -224,4 +218,36 @@ function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
+}
+
+const MARK_SEGMENT = 65536;
+
+/**
+ * Sets marked[id] for every chunk id referenced by a running or complete backup. Reads each
+ * live disk's rows a segment at a time as one group_concat (no JavaScript object per row),
+ * all in one read transaction so the mark is a single snapshot.
+ */
+function markReferenced(db: StoreContext['idb']['db'], marked: Uint8Array): void {
+  const disks = db
+    .prepare(
+      `SELECT d.id, (SELECT max(chunk_index) FROM chunk_map m WHERE m.disk_id = d.id) FROM disks d
+       JOIN backups b ON b.id = d.backup_id WHERE b.status != 'failed'`,
+    )
+    .raw(true);
+  const seg = db
+    .prepare('SELECT group_concat(chunk_id) FROM chunk_map WHERE disk_id = ? AND chunk_index >= ? AND chunk_index < ? AND chunk_id != 0')
+    .pluck(true);
+  db.transaction(() => {
+    for (const [diskId, maxIndex] of disks.all() as Array<[number, number | null]>) {
+      if (maxIndex === null) continue;
+      for (let start = 0; start <= maxIndex; start += MARK_SEGMENT) {
+        const list = seg.get(diskId, start, start + MARK_SEGMENT) as string | null;
+        if (list === null) continue;
+        for (const item of list.split(',')) {
+          const id = Number(item);
+          if (id < marked.length) marked[id] = 1;
+        }
+      }
+    }
+  })();
 }
