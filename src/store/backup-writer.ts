@@ -16,6 +16,7 @@ import { unlink } from 'node:fs/promises';
 import { PullbackError } from '../errors.js';
 import type { StoreContext } from './context.js';
 import { fromHex, isAllZero } from './hash.js';
+import { translateDbError } from './index-db.js';
 import { chunkPath, manifestPath } from './layout.js';
 import type { RepoLock } from './lock.js';
 import { writeManifest } from './manifest.js';
@@ -375,7 +376,8 @@ export class Writer implements BackupWriter {
         if (it.slot >= 0) this.pool.releaseSlot(it.slot);
         this.inFlight--;
       }
-      this.setError(new PullbackError('REPO_IO', `committing index rows failed: ${(e as Error).message}`, { cause: e }));
+      const t = translateDbError(e, this.ctx.idb.path);
+      this.setError(t instanceof PullbackError ? t : new PullbackError('REPO_IO', `committing index rows failed: ${(e as Error).message}`, { cause: e }));
       return;
     }
     for (const it of committed) {

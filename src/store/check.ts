@@ -1,4 +1,5 @@
 // Repository verification (`pullback check`). Without --read-data it checks structure:
+//   index      SQLite's quick_check of the database itself
 //   chains     every complete incremental has a complete parent of the same domain
 //   chunks     every chunk referenced by a live (running or complete) backup has an index row
 //              and a file of the recorded size
@@ -47,6 +48,16 @@ export async function runCheck(ctx: StoreContext, opts: CheckOptions): Promise<C
     bytesVerified: 0,
     warnings: [],
   };
+  // SQLite's own structural check first: b-trees, indexes and free lists agree.
+  const integrity = idb.db.pragma('quick_check', { simple: false }) as Array<{ quick_check: string }>;
+  const bad = integrity.map((r) => r.quick_check.replace(/\s+/g, ' ').trim()).filter((m) => m !== 'ok');
+  if (bad.length > 0) {
+    report.problems.push({
+      kind: 'index-corrupt',
+      message: `index database ${idb.path} fails SQLite's quick_check (${bad.slice(0, 3).join('; ')}): run \`pullback repair --rebuild-index\``,
+      affects: [],
+    });
+  }
   const backups = idb.backupRows({});
   const byId = new Map(backups.map((b) => [b.id, b]));
   for (const b of backups) {
@@ -57,10 +68,10 @@ export async function runCheck(ctx: StoreContext, opts: CheckOptions): Promise<C
     }
   }
   checkChains(backups, byId, report);
-  const bad = await checkChunks(ctx, opts, report);
-  if (bad.length > 0) {
-    const affects = affectedBy(ctx, bad, byId);
-    for (const c of bad) {
+  const badChunks = await checkChunks(ctx, opts, report);
+  if (badChunks.length > 0) {
+    const affects = affectedBy(ctx, badChunks, byId);
+    for (const c of badChunks) {
       const list = affects.get(c.id) ?? [];
       const names = list.map((a) => `${a.backup}:${a.disk}`).join(', ');
       report.problems.push({

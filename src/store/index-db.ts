@@ -52,6 +52,16 @@ export function corruptDb(path: string, e: unknown): PullbackError {
   );
 }
 
+const CORRUPT_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB']);
+
+/** A damaged-database error from SQLite as REPO_CORRUPT naming the file; anything else unchanged. */
+export function translateDbError(e: unknown, path: string): unknown {
+  if (e instanceof PullbackError) return e;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string' && CORRUPT_CODES.has(code)) return corruptDb(path, e);
+  return e;
+}
+
 export class IndexDb {
   readonly db: DB;
   readonly path: string;

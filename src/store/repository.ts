@@ -15,7 +15,7 @@ import { makeConfig, parseConfig, type RepoConfig } from './config.js';
 import type { StoreContext } from './context.js';
 import { runGc, type GcOptions } from './gc.js';
 import { digestOf, fromHex, toHex } from './hash.js';
-import { IndexDb } from './index-db.js';
+import { IndexDb, translateDbError } from './index-db.js';
 import { chunkPath, layout, manifestPath, type Layout } from './layout.js';
 import { acquireLock, reapStaleLocks, type LockKind, type RepoLock } from './lock.js';
 import { currentOwner, describeOwner, liveness, parseOwner } from './owner.js';
@@ -129,7 +129,12 @@ export class Repository {
     const idb = IndexDb.open(l.db, opts.readOnly === true);
     if (!idb.readOnly) idb.db.pragma('synchronous = NORMAL');
     const repo = new Repository(dir, config, idb, opts);
-    if (!repo.readOnly) repo.reapDeadBackups();
+    try {
+      if (!repo.readOnly) repo.reapDeadBackups();
+    } catch (e) {
+      idb.close();
+      throw translateDbError(e, idb.path);
+    }
     return repo;
   }
 
@@ -240,6 +245,23 @@ export class Repository {
     return this.poolInstance;
   }
 
+  /** Runs `f`, turning SQLite's "database is damaged" errors into REPO_CORRUPT with the fix. */
+  private guard<T>(f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      throw translateDbError(e, this.idb.path);
+    }
+  }
+
+  private async guardAsync<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw translateDbError(e, this.idb.path);
+    }
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new PullbackError('INTERNAL', `repository ${this.dir} used after close()`);
   }
@@ -284,7 +306,7 @@ export class Repository {
     this.assertWritable('begin a backup');
     validateBegin(opts);
     if (opts.level === 'incremental') {
-      const parent = this.idb.backupRow(opts.parentId as string);
+      const parent = this.guard(() => this.idb.backupRow(opts.parentId as string));
       if (parent === undefined) {
         throw new PullbackError('BACKUP_NOT_FOUND', `parent backup ${opts.parentId} of the incremental for domain ${opts.domain} does not exist`);
       }
@@ -322,20 +344,22 @@ export class Repository {
       return writer;
     } catch (e) {
       await lock.release();
-      throw e;
+      throw translateDbError(e, this.idb.path);
     }
   }
 
   /** Backups, oldest first. */
   listBackups(opts: { domain?: string; status?: BackupStatus } = {}): BackupRecord[] {
     this.assertOpen();
-    return this.idb.backupRows(opts).map((r) => this.idb.record(r));
+    return this.guard(() => this.idb.backupRows(opts).map((r) => this.idb.record(r)));
   }
 
   getBackup(id: string): BackupRecord | undefined {
     this.assertOpen();
-    const row = this.idb.backupRow(id);
-    return row === undefined ? undefined : this.idb.record(row);
+    return this.guard(() => {
+      const row = this.idb.backupRow(id);
+      return row === undefined ? undefined : this.idb.record(row);
+    });
   }
 
   latestComplete(domain: string): BackupRecord | undefined {
@@ -346,12 +370,16 @@ export class Repository {
   /** The chain ending at `id`: its full backup first. */
   chain(id: string): BackupRecord[] {
     this.assertOpen();
-    return chainOf(this.idb, id).map((r) => this.idb.record(r));
+    return this.guard(() => chainOf(this.idb, id).map((r) => this.idb.record(r)));
   }
 
   /** The complete chunk map of `disk` at backup `backupId` (which must be complete). */
   resolveChunkMap(backupId: string, disk: string): ChunkMap {
     this.assertOpen();
+    return this.guard(() => this.resolve(backupId, disk));
+  }
+
+  private resolve(backupId: string, disk: string): ChunkMap {
     const chain = chainOf(this.idb, backupId);
     for (const b of chain) {
       if (b.status !== 'complete') {
@@ -392,8 +420,10 @@ export class Repository {
 
   markFailed(id: string, reason: string): void {
     this.assertWritable('mark a backup failed');
-    if (this.idb.backupRow(id) === undefined) throw new PullbackError('BACKUP_NOT_FOUND', `no backup ${id} in repository ${this.dir}`);
-    this.idb.setFailed(id, reason);
+    this.guard(() => {
+      if (this.idb.backupRow(id) === undefined) throw new PullbackError('BACKUP_NOT_FOUND', `no backup ${id} in repository ${this.dir}`);
+      this.idb.setFailed(id, reason);
+    });
     try {
       unlinkSync(manifestPath(this.layout.manifests, id));
     } catch {
@@ -405,7 +435,7 @@ export class Repository {
     this.assertOpen();
     const lock = await this.lock('shared', 'check', opts.signal);
     try {
-      return await runCheck(this.context, opts);
+      return await this.guardAsync(() => runCheck(this.context, opts));
     } finally {
       await lock.release();
     }
@@ -415,9 +445,9 @@ export class Repository {
     this.assertWritable('collect garbage');
     const lock = await this.lock('gc', opts.dryRun === true ? 'gc --dry-run' : 'gc', opts.signal);
     try {
-      const reaped = this.reapDeadBackups();
+      const reaped = this.guard(() => this.reapDeadBackups());
       await reapStaleLocks(this.layout.locks, this.warn);
-      const report = await runGc(this.context, opts);
+      const report = await this.guardAsync(() => runGc(this.context, opts));
       if (reaped.length > 0) report.warnings.unshift(`marked ${reaped.length} dead running backup(s) failed`);
       return report;
     } finally {

@@ -89,6 +89,7 @@ export interface ProgressEvent {
 }
 
 export type CheckProblemKind =
+  | 'index-corrupt'
   | 'chunk-missing'
   | 'chunk-corrupt'
   | 'chunk-unindexed'

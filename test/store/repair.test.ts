@@ -1,7 +1,7 @@
 // `repair --rebuild-index` rebuilds the SQLite index from chunk files and manifests alone and
 // reproduces the same chunk maps and backup records; check cross-checks manifests.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, expect, test } from 'vitest';
@@ -139,4 +139,47 @@ test('a corrupt index is set aside and rebuilt; damaged manifests are reported',
   const r2 = await cli('repair', '--repo', dir, '--rebuild-index');
   expect(r2.code).toBe(0);
   expect(r2.stdout).toContain('3 backup(s)');
+});
+
+test('damaged pages inside the index: REPO_CORRUPT or an index-corrupt problem, never a raw SQLite error; rebuild fixes it', async () => {
+  const dir = join(t.dir, 'repo');
+  const repo = await quietInit(dir, { chunkSize: CS });
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 1500 * CS }] });
+  for (let i = 0; i < 1500; i++) await w.ingest('vda', i, i % 3 === 0 ? Buffer.alloc(CS) : seededChunk(CS, 11, i));
+  const id = (await w.complete()).id;
+  const before = repo.resolveChunkMap(id, 'vda');
+  repo.context.idb.db.pragma('wal_checkpoint(TRUNCATE)');
+  await repo.close();
+  const db = join(dir, 'index.db');
+  const pages = statSync(db).size / 4096;
+  expect(pages).toBeGreaterThan(30);
+  const fd = openSync(db, 'r+');
+  for (let p = 5; p < pages; p += 3) writeSync(fd, Buffer.alloc(1500, 0xff), 0, 1500, p * 4096 + 200);
+  closeSync(fd);
+
+  let outcome: string;
+  try {
+    const r = await Repository.open(dir, { onWarning: () => undefined });
+    try {
+      const report = await r.check();
+      outcome = report.problems.map((p) => p.kind).includes('index-corrupt') ? 'index-corrupt' : `check: ${JSON.stringify(report.problems.map((p) => p.kind))}`;
+    } catch (e) {
+      outcome = (e as { code?: string }).code ?? String(e);
+    } finally {
+      await r.close();
+    }
+  } catch (e) {
+    outcome = (e as { code?: string }).code ?? String(e);
+  }
+  expect(['REPO_CORRUPT', 'index-corrupt']).toContain(outcome);
+
+  const rebuilt = await Repository.rebuildIndex(dir);
+  expect(rebuilt).toMatchObject({ backups: 1, skippedManifests: [], missingChunks: 0 });
+  const again = await Repository.open(dir);
+  try {
+    expect(again.resolveChunkMap(id, 'vda').equals(before)).toBe(true);
+    expect((await again.check()).ok).toBe(true);
+  } finally {
+    await again.close();
+  }
 });
