@@ -1,20 +1,24 @@
 // A backup's disk as an NBD export: the disk's resolved chunk map (the state of every chunk
 // at that backup, however long the chain) over the chunk store. A read is cut at chunk
 // boundaries; data chunks come from the cache (verified against their BLAKE3 digest when
-// loaded), zero and absent chunks are pieces with no data (sent as holes). base:allocation
-// reports data chunks as 0 and zero/absent chunks as NBD_STATE_HOLE | NBD_STATE_ZERO.
+// loaded) and stay pinned there until the reply is written; zero and absent chunks are
+// pieces with no data (sent as holes). base:allocation reports data chunks as 0 and
+// zero/absent chunks as NBD_STATE_HOLE | NBD_STATE_ZERO. A read that continues the previous
+// one (a sequential reader) prefetches the next few data chunks into free cache slots.
 import { NBD_STATE_HOLE, NBD_STATE_ZERO } from '../nbd/constants.js';
 import { ExportReadError, type AllocationExtent, type NbdExport, type ReadPiece } from '../nbd/server/index.js';
 import { KIND_DATA, type ChunkMap } from '../store/index.js';
-import type { ChunkCache } from './chunk-cache.js';
+import type { ChunkCache, ChunkRef } from './chunk-cache.js';
 
 const ZERO_FLAGS = NBD_STATE_HOLE | NBD_STATE_ZERO;
+/** Recent read ends remembered to recognise sequential readers (several connections interleave). */
+const RECENT_ENDS = 64;
 
 export interface BackupExportInfo {
   name: string;
   description: string;
   backupId: string;
-  /** Chunks to load ahead of a read that continues the previous one (0 = none). */
+  /** Data chunks to prefetch ahead of a sequential reader (0 = none). */
   readAhead?: number;
 }
 
@@ -25,8 +29,7 @@ export class BackupExport implements NbdExport {
   readonly preferredBlockSize: number;
   private readonly backupId: string;
   private readonly readAhead: number;
-  /** End of the last read, to detect sequential access. */
-  private lastEnd = -1;
+  private readonly recentEnds: number[] = [];
 
   constructor(
     private readonly map: ChunkMap,
@@ -46,6 +49,7 @@ export class BackupExport implements NbdExport {
     const cs = this.map.chunkSize;
     const end = offset + length;
     const pieces: ReadPiece[] = [];
+    const refs: ChunkRef[] = [];
     const loads: Array<Promise<void>> = [];
     const first = Math.floor(offset / cs);
     const last = Math.floor((end - 1) / cs);
@@ -57,15 +61,20 @@ export class BackupExport implements NbdExport {
       pieces.push(piece);
       if (this.map.kindAt(i) !== KIND_DATA) continue;
       loads.push(
-        this.chunk(i, from).then((buf) => {
-          piece.data = buf.subarray(from - start, to - start);
+        this.chunk(i, from).then((ref) => {
+          refs.push(ref);
+          piece.data = ref.data.subarray(from - start, to - start);
+          piece.release = ref.release;
         }),
       );
     }
-    const sequential = offset === this.lastEnd;
-    this.lastEnd = end;
-    if (sequential) this.prefetch(last + 1);
-    await Promise.all(loads);
+    if (this.sequential(offset, end)) this.prefetch(last + 1);
+    const settled = await Promise.allSettled(loads);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      for (const r of refs) r.release();
+      throw failed.reason;
+    }
     return pieces;
   }
 
@@ -85,27 +94,38 @@ export class BackupExport implements NbdExport {
   }
 
   /** Chunk i's plaintext, checked to be exactly as long as the map says. */
-  private async chunk(i: number, errorOffset: number): Promise<Buffer> {
-    const where = `chunk ${i} (bytes ${i * this.map.chunkSize}-${i * this.map.chunkSize + this.map.lengthOf(i) - 1}) of disk ${this.map.disk} in backup ${this.backupId}`;
-    let buf: Buffer;
+  private async chunk(i: number, errorOffset: number): Promise<ChunkRef> {
+    const cs = this.map.chunkSize;
+    const where = `chunk ${i} (bytes ${i * cs}-${i * cs + this.map.lengthOf(i) - 1}) of disk ${this.map.disk} in backup ${this.backupId}`;
+    let ref: ChunkRef;
     try {
-      buf = await this.cache.get(this.map.digestAt(i));
+      ref = await this.cache.acquire(this.map.digestAt(i));
     } catch (e) {
       throw new ExportReadError(`${where}: ${e instanceof Error ? e.message : String(e)}`, errorOffset, { cause: e });
     }
-    if (buf.length !== this.map.lengthOf(i)) {
-      throw new ExportReadError(`${where}: the stored chunk is ${buf.length} bytes, expected ${this.map.lengthOf(i)}`, errorOffset);
+    if (ref.data.length !== this.map.lengthOf(i)) {
+      ref.release();
+      throw new ExportReadError(`${where}: the stored chunk is ${ref.data.length} bytes, expected ${this.map.lengthOf(i)}`, errorOffset);
     }
-    return buf;
+    return ref;
   }
 
-  /** Starts loading the next data chunks of a sequential reader; errors surface on the real read. */
+  /** True when this read starts where a recent one ended; remembers where it ends. */
+  private sequential(offset: number, end: number): boolean {
+    const k = this.recentEnds.indexOf(offset);
+    if (k >= 0) this.recentEnds.splice(k, 1);
+    this.recentEnds.push(end);
+    if (this.recentEnds.length > RECENT_ENDS) this.recentEnds.shift();
+    return k >= 0;
+  }
+
+  /** Starts loading the next data chunks after `from` (looking at most a few chunks further). */
   private prefetch(from: number): void {
-    for (let i = from, n = 0; i < this.map.count && n < this.readAhead; i++) {
+    const limit = Math.min(this.map.count, from + 4 * this.readAhead);
+    for (let i = from, n = 0; i < limit && n < this.readAhead; i++) {
       if (this.map.kindAt(i) !== KIND_DATA) continue;
       n++;
-      const d = this.map.digestAt(i);
-      if (!this.cache.has(d)) this.cache.get(d).catch(() => undefined);
+      this.cache.prefetch(this.map.digestAt(i));
     }
   }
 }

@@ -1,94 +1,147 @@
-// A memory-bounded LRU of decompressed, verified chunks, keyed by digest (so chunks shared
-// between offsets or disks are held once). Concurrent requests for a chunk share one load;
-// at most `maxLoads` loads run at once, the rest wait their turn. A chunk larger than the
-// whole budget is returned but not kept. Failed loads are not cached: the next read retries.
-export type ChunkLoader = (digest: Buffer) => Promise<Buffer>;
+// The cache of decompressed, verified chunks: a fixed set of chunk-sized *slots* in shared
+// memory (chunk-pool.ts), keyed by digest, so chunks shared between offsets are held once and
+// memory is bounded by slots x chunk size whatever clients do. A *reference* pins a slot while
+// its bytes are being sent; only unpinned slots are reused, least recently used first.
+// Concurrent readers of one chunk share a single load. When every slot is pinned, a chunk is
+// loaded into a private buffer through the fallback loader instead of waiting (waiting could
+// deadlock readers that each pin slots while needing more). Failed loads free their slot.
+import { toHex } from '../store/hash.js';
+
+export interface ChunkRef {
+  /** The chunk's plaintext: valid until release(). */
+  data: Buffer;
+  /** Unpins the slot; idempotent. */
+  release(): void;
+}
+
+/** Where slots live and how a chunk gets into one (ChunkPool). */
+export interface SlotSource {
+  readonly slotCount: number;
+  slot(i: number): Buffer;
+  load(hex: string, slot: number): Promise<number>;
+}
 
 export interface CacheStats {
   hits: number;
   misses: number;
   /** Reads that joined a load already under way. */
   joined: number;
-  bytes: number;
-  entries: number;
+  /** Loads that found every slot pinned and used a private buffer. */
+  overflows: number;
+  /** Slots holding a chunk (or loading one). */
+  slotsUsed: number;
 }
 
+interface Slot {
+  index: number;
+  view: Buffer;
+  key: string | null;
+  length: number;
+  refs: number;
+  loading: Promise<void> | null;
+}
+
+const NO_RELEASE = (): void => undefined;
+
 export class ChunkCache {
-  private readonly entries = new Map<string, Buffer>();
-  private readonly loading = new Map<string, Promise<Buffer>>();
-  private readonly waiting: Array<() => void> = [];
-  private running = 0;
-  private bytes = 0;
+  private readonly byKey = new Map<string, Slot>();
+  private readonly free: Slot[] = [];
   private hits = 0;
   private misses = 0;
   private joined = 0;
+  private overflows = 0;
 
   constructor(
-    private readonly load: ChunkLoader,
-    private readonly maxBytes: number,
-    private readonly maxLoads = 8,
-  ) {}
-
-  get(digest: Buffer): Promise<Buffer> {
-    const key = digest.toString('latin1');
-    const hit = this.entries.get(key);
-    if (hit !== undefined) {
-      this.hits++;
-      // Map order is insertion order: re-inserting makes this the most recently used.
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return Promise.resolve(hit);
+    private readonly source: SlotSource,
+    private readonly fallback: (digest: Buffer) => Promise<Buffer>,
+  ) {
+    for (let i = source.slotCount - 1; i >= 0; i--) {
+      this.free.push({ index: i, view: source.slot(i), key: null, length: 0, refs: 0, loading: null });
     }
-    const pending = this.loading.get(key);
-    if (pending !== undefined) {
-      this.joined++;
-      return pending;
-    }
-    this.misses++;
-    const p = this.run(Buffer.from(digest)).then(
-      (buf) => {
-        this.loading.delete(key);
-        this.insert(key, buf);
-        return buf;
-      },
-      (e: unknown) => {
-        this.loading.delete(key);
-        throw e;
-      },
-    );
-    this.loading.set(key, p);
-    return p;
   }
 
-  /** True when the chunk is cached or being loaded (read-ahead skips those). */
-  has(digest: Buffer): boolean {
+  async acquire(digest: Buffer): Promise<ChunkRef> {
     const key = digest.toString('latin1');
-    return this.entries.has(key) || this.loading.has(key);
+    const found = this.byKey.get(key);
+    if (found !== undefined) {
+      // Map order is insertion order: re-inserting makes this the most recently used.
+      this.byKey.delete(key);
+      this.byKey.set(key, found);
+      found.refs++;
+      if (found.loading !== null) {
+        this.joined++;
+        await found.loading; // on failure the slot was already reset: nothing to unpin
+      } else {
+        this.hits++;
+      }
+      return this.ref(found);
+    }
+    const s = this.startLoad(key, digest, 1);
+    if (s === undefined) {
+      this.overflows++;
+      return { data: await this.fallback(digest), release: NO_RELEASE };
+    }
+    this.misses++;
+    await s.loading;
+    return this.ref(s);
+  }
+
+  /** Starts loading a chunk a reader will probably want next, if a slot is free; never pins. */
+  prefetch(digest: Buffer): void {
+    const key = digest.toString('latin1');
+    if (this.byKey.has(key)) return;
+    this.startLoad(key, digest, 0)?.loading?.catch(() => undefined);
   }
 
   stats(): CacheStats {
-    return { hits: this.hits, misses: this.misses, joined: this.joined, bytes: this.bytes, entries: this.entries.size };
+    return { hits: this.hits, misses: this.misses, joined: this.joined, overflows: this.overflows, slotsUsed: this.byKey.size };
   }
 
-  private async run(digest: Buffer): Promise<Buffer> {
-    if (this.running >= this.maxLoads) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.running++;
-    try {
-      return await this.load(digest);
-    } finally {
-      this.running--;
-      this.waiting.shift()?.();
-    }
+  private startLoad(key: string, digest: Buffer, refs: number): Slot | undefined {
+    const s = this.takeSlot();
+    if (s === undefined) return undefined;
+    s.key = key;
+    s.refs = refs;
+    this.byKey.set(key, s);
+    s.loading = this.source.load(toHex(digest), s.index).then(
+      (length) => {
+        s.length = length;
+        s.loading = null;
+      },
+      (e: unknown) => {
+        this.byKey.delete(key);
+        s.key = null;
+        s.refs = 0;
+        s.loading = null;
+        this.free.push(s);
+        throw e;
+      },
+    );
+    return s;
   }
 
-  private insert(key: string, buf: Buffer): void {
-    if (buf.length > this.maxBytes) return;
-    this.entries.set(key, buf);
-    this.bytes += buf.length;
-    for (const [k, b] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(k);
-      this.bytes -= b.length;
+  private takeSlot(): Slot | undefined {
+    const f = this.free.pop();
+    if (f !== undefined) return f;
+    for (const [key, s] of this.byKey) {
+      if (s.refs === 0 && s.loading === null) {
+        this.byKey.delete(key);
+        s.key = null;
+        return s;
+      }
     }
+    return undefined;
+  }
+
+  private ref(s: Slot): ChunkRef {
+    let released = false;
+    return {
+      data: s.view.subarray(0, s.length),
+      release: () => {
+        if (released) return;
+        released = true;
+        s.refs--;
+      },
+    };
   }
 }

@@ -1,6 +1,6 @@
 // startServe: one disk of one backup as a read-only NBD export, served until closed or the
 // signal aborts. The chunk map is resolved once (the backup is complete and immutable);
-// reads go through a shared chunk cache, so several clients (or one client with several
+// reads go through a shared chunk cache whose slots worker threads fill (chunk-pool.ts), so several clients (or one client with several
 // connections: NBD_FLAG_CAN_MULTI_CONN) read the same bytes at the cost of one decompression.
 // A shared repository lock is held while serving, so prune and repair (exclusive) cannot
 // remove the backup's chunks underneath a client; backups, restores and gc may run beside it.
@@ -10,7 +10,9 @@ import { PullbackError } from '../errors.js';
 import { NbdServer, type ListenAddress, type ServerEvent } from '../nbd/server/index.js';
 import type { BackupRecord, Repository } from '../store/index.js';
 import { BackupExport } from './backup-export.js';
+import { layout } from '../store/layout.js';
 import { ChunkCache } from './chunk-cache.js';
+import { ChunkPool } from './chunk-pool.js';
 import { chooseAddress, DEFAULT_SOCKET_DIR, defaultSocketPath, uriOf } from './listen-address.js';
 
 export interface ServeOptions {
@@ -24,10 +26,12 @@ export interface ServeOptions {
   bind?: string;
   /** Export name (default: the disk name). An empty name from the client selects it too. */
   exportName?: string;
-  /** Memory for decompressed chunks (default 64 MiB). */
+  /** Memory for decompressed chunks (default 64 MiB; at least 8 chunks). */
   cacheBytes?: number;
   /** Chunks loaded ahead of a sequential reader (default 4). */
   readAhead?: number;
+  /** Threads that read, decompress and verify chunks (default: one per core). */
+  workers?: number;
   /** Unix socket permissions (default 0o600). */
   socketMode?: number;
   signal?: AbortSignal;
@@ -50,6 +54,8 @@ export interface ServeHandle {
 }
 
 export const DEFAULT_CACHE_BYTES = 64 << 20;
+/** Even a small --cache keeps a few chunks (requests span chunks; prefetch needs room). */
+const MIN_SLOTS = 8;
 const DEFAULT_READ_AHEAD = 4;
 
 export async function startServe(repo: Repository, opts: ServeOptions): Promise<ServeHandle> {
@@ -66,6 +72,7 @@ export async function startServe(repo: Repository, opts: ServeOptions): Promise<
   }
   const address = chooseAddress(opts, defaultSocketPath(backup.domain, opts.disk));
   const lock = await repo.lock('shared', `serve of backup ${backup.id} disk ${opts.disk}`, opts.signal);
+  const cleanups: Array<() => Promise<void>> = [];
   try {
     const map = repo.resolveChunkMap(backup.id, opts.disk);
     if ('socketPath' in address && opts.socket === undefined) {
@@ -73,7 +80,15 @@ export async function startServe(repo: Repository, opts: ServeOptions): Promise<
         throw new PullbackError('SERVE_FAILED', `cannot create ${DEFAULT_SOCKET_DIR} for the socket (${(e as Error).message}): pass --socket PATH`, { cause: e });
       });
     }
-    const cache = new ChunkCache((digest) => repo.readChunk(digest), opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
+    const cs = repo.config.chunkSize;
+    const pool = new ChunkPool({
+      chunksDir: layout(repo.dir).chunks,
+      slotSize: cs,
+      slotCount: Math.max(MIN_SLOTS, Math.floor((opts.cacheBytes ?? DEFAULT_CACHE_BYTES) / cs)),
+      ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+    });
+    cleanups.push(() => pool.close());
+    const cache = new ChunkCache(pool, (digest) => repo.readChunk(digest));
     const exportName = opts.exportName ?? opts.disk;
     const exp = new BackupExport(map, cache, {
       name: exportName,
@@ -96,7 +111,14 @@ export async function startServe(repo: Repository, opts: ServeOptions): Promise<
         opts.signal?.removeEventListener('abort', onAbort);
         try {
           await server.close();
+          const st = cache.stats();
+          opts.onEvent?.({
+            level: 'info',
+            connection: 0,
+            message: `stopped after ${server.totalConnections} connection(s); chunk loads ${st.misses}, cache hits ${st.hits}, joined loads ${st.joined}, overflow loads ${st.overflows}`,
+          });
         } finally {
+          for (const c of cleanups) await c();
           await lock.release();
           resolveClosed();
         }
@@ -119,6 +141,7 @@ export async function startServe(repo: Repository, opts: ServeOptions): Promise<
       closed,
     };
   } catch (e) {
+    for (const c of cleanups) await c();
     await lock.release();
     throw e;
   }

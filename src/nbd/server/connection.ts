@@ -77,6 +77,8 @@ export class ServerConnection {
   private shuttingDown = false;
   private paused = false;
   private readonly abort = new AbortController();
+  /** Releases of read pieces whose reply is still being written. */
+  private readonly unreleased = new Set<() => void>();
 
   constructor(
     private readonly socket: net.Socket,
@@ -91,6 +93,8 @@ export class ServerConnection {
         this.phase = 'closing';
         this.abort.abort(new Error('connection closed'));
         this.queue.clear();
+        for (const release of this.unreleased) release();
+        this.unreleased.clear();
         resolve();
       });
     });
@@ -137,10 +141,18 @@ export class ServerConnection {
     this.socket.destroy();
   }
 
-  private send(bufs: readonly Buffer[]): void {
-    if (this.socket.destroyed) return;
+  /** Writes one reply (one writev); `onWritten` runs once the socket is done with its buffers. */
+  private send(bufs: readonly Buffer[], onWritten?: () => void): void {
+    if (this.socket.destroyed) {
+      onWritten?.();
+      return;
+    }
     this.socket.cork();
-    for (const b of bufs) this.socket.write(b);
+    const last = bufs.length - 1;
+    bufs.forEach((b, i) => {
+      if (i === last && onWritten !== undefined) this.socket.write(b, () => onWritten());
+      else this.socket.write(b);
+    });
     this.socket.uncork();
   }
 
@@ -328,20 +340,37 @@ export class ServerConnection {
   }
 
   private async answerRead(req: DecodedRequest, s: Session): Promise<void> {
+    let pieces: ReadPiece[] | undefined;
     let reply: Buffer[];
     try {
-      const pieces = await s.export.read(req.offset, req.length, this.abort.signal);
+      pieces = await s.export.read(req.offset, req.length, this.abort.signal);
       checkPieces(pieces, req.offset, req.length);
       reply = readReply(req.cookie, req.offset, req.length, pieces, { structured: s.structured, df: (req.flags & NBD_CMD_FLAG_DF) !== 0 });
     } catch (e) {
+      if (pieces !== undefined) releaseAll(pieces);
       if (this.phase === 'closing') return;
       const off = e instanceof ExportReadError ? e.offset : req.offset;
       const errno = e instanceof ExportReadError ? e.errno : NBD_EIO;
       const msg = e instanceof Error ? e.message : String(e);
       this.emit('warn', `${commandName(req.type)} at offset ${req.offset} length ${req.length} failed: ${msg}`);
-      reply = [errorReply(req.cookie, s.structured, errno, msg, off)];
+      this.send([errorReply(req.cookie, s.structured, errno, msg, off)]);
+      return;
     }
-    this.send(reply);
+    // The pieces' memory is the export's (cache slots): give it back once the socket is done with it.
+    const got = pieces;
+    let done = false;
+    const release = (): void => {
+      if (done) return;
+      done = true;
+      this.unreleased.delete(release);
+      releaseAll(got);
+    };
+    if (this.phase === 'closing') {
+      release();
+      return;
+    }
+    this.unreleased.add(release);
+    this.send(reply, release);
   }
 
   private blockStatus(req: DecodedRequest, s: Session): void {
@@ -366,6 +395,10 @@ export class ServerConnection {
     this.queue.clear();
     this.socket.end();
   }
+}
+
+function releaseAll(pieces: readonly ReadPiece[]): void {
+  for (const p of pieces) p.release?.();
 }
 
 /** The export's pieces must cover the read exactly; anything else is a bug we must not put on the wire. */

@@ -11,6 +11,8 @@ export interface ReadPiece {
   length: number;
   /** `length` bytes, or null when the range reads as zeros. Never mutated by the server. */
   data: Buffer | null;
+  /** Called once `data` has been written to the socket (or will never be): the export may reuse its memory. */
+  release?: () => void;
 }
 
 export interface AllocationExtent {
