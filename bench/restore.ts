@@ -16,7 +16,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repository, parseSize, type BackupRecord } from '../src/store/index.js';
 
@@ -98,16 +98,18 @@ async function makeChain(repo: Repository): Promise<BackupRecord[]> {
 // --- measuring --------------------------------------------------------------------------
 interface Timed {
   seconds: number;
+  /** User + system CPU seconds (all threads): less sensitive than wall time to a busy machine. */
+  cpu: number;
   maxRssMiB: number;
   stdout: string;
 }
 
 /** Runs a command under /usr/bin/time (its report goes to stderr, marked with @@). */
 function timed(cmd: string, args: string[]): Timed {
-  const r = spawnSync('/usr/bin/time', ['-f', '@@%e %M', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB });
-  const m = /@@([\d.]+) (\d+)/.exec(r.stderr);
+  const r = spawnSync('/usr/bin/time', ['-f', '@@%e %M %U %S', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB });
+  const m = /@@([\d.]+) (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
   if (r.status !== 0 || m === null) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return { seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, stdout: r.stdout };
+  return { seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, cpu: Number(m[3]) + Number(m[4]), stdout: r.stdout };
 }
 
 const timedShell = (script: string): Timed => timed('sh', ['-c', script]);
@@ -157,8 +159,8 @@ try {
   const alloc = (p: string): string => `${((statSync(p).blocks * 512) / GiB).toFixed(2)} GiB allocated`;
 
   const line = (what: string, t: Timed, extra = ''): void =>
-    console.log(`${what.padEnd(34)} ${t.seconds.toFixed(2).padStart(6)} s  ${mb(size, t.seconds).padStart(10)} of disk  ${mb(dataBytes, t.seconds).padStart(10)} of data  peak RSS ${t.maxRssMiB.toFixed(0).padStart(4)} MiB${extra}`);
-  console.log(`workers: ${workers === '' ? 'default (one per core)' : workers}`);
+    console.log(`${what.padEnd(34)} ${t.seconds.toFixed(2).padStart(6)} s  ${mb(size, t.seconds).padStart(10)} of disk  ${mb(dataBytes, t.seconds).padStart(10)} of data  CPU ${t.cpu.toFixed(2).padStart(6)} s  peak RSS ${t.maxRssMiB.toFixed(0).padStart(4)} MiB${extra}`);
+  console.log(`workers: ${workers === '' ? 'default (one per core)' : workers}; load average before: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   line('pullback restore (chain) -> raw', rRaw, `  ${alloc(raw)}`);
   line('pullback restore (chain) -> qcow2', rQcow, `  ${alloc(qcow)}`);
   line('pullback restore (full only) -> raw', rFull);

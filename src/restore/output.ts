@@ -119,7 +119,8 @@ export class OutputTarget {
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new PullbackError('RESTORE_FAILED', `cannot create ${tmp} for disk ${disk} (${code ?? (e as Error).message})`, { cause: e });
+      const hint = code === 'ENOENT' ? `: directory ${dirname(tmp)} does not exist` : '';
+      throw new PullbackError('RESTORE_FAILED', `cannot create ${tmp} for disk ${disk} (${code ?? (e as Error).message})${hint}`, { cause: e });
     }
     try {
       ftruncateSync(fd, fileSize);

@@ -119,7 +119,7 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
   try {
     const checks: OutputCheck[] = names.map((n) => checkOutput(pathOf(n), opts.force === true, n));
     lock = await repo.lock('shared', `restore of backup ${record.id}`, opts.signal);
-    pool = new RestorePool({ chunksDir: layout(repo.dir).chunks, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+    pool = new RestorePool({ chunksDir: layout(repo.dir).chunks, chunkSize: repo.config.chunkSize, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
     const window = pool.workerCount * JOBS_PER_WORKER;
     for (const [k, name] of names.entries()) {
       opts.signal?.throwIfAborted();

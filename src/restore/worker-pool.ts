@@ -51,10 +51,10 @@ export class RestorePool {
   private broken: Error | undefined;
   private closed = false;
 
-  constructor(opts: { chunksDir: string; workers?: number }) {
+  constructor(opts: { chunksDir: string; chunkSize: number; workers?: number }) {
     this.workerCount = Math.max(1, opts.workers ?? defaultRestoreWorkers());
     for (let i = 0; i < this.workerCount; i++) {
-      const worker = spawnWorker({ chunksDir: opts.chunksDir });
+      const worker = spawnWorker({ chunksDir: opts.chunksDir, chunkSize: opts.chunkSize });
       const state: WorkerState = { worker, outstanding: 0 };
       worker.unref();
       worker.on('message', (r: RestoreReply) => this.onReply(r));

@@ -4,6 +4,8 @@
 export interface RestoreWorkerData {
   /** The repository's chunks/ directory. */
   chunksDir: string;
+  /** The repository's chunk size: the size of the reused decode buffers. */
+  chunkSize: number;
 }
 
 export type RestoreRequest =
