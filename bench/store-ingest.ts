@@ -3,18 +3,32 @@
 // complete) into a fresh repository. Prints MB/s and peak RSS beside the single-core
 // hash+compress ceiling measured in the same run on the same chunk sequence.
 //
-//   npx tsx bench/store-ingest.ts [--dir DIR] [--chunk-size 1M] [--random MiB] [--text MiB] [--zero MiB] [--workers N]
+//   npx tsc -p tsconfig.build.json && npx tsx bench/store-ingest.ts [--dir DIR] [--chunk-size 1M]
+//       [--random MiB] [--text MiB] [--zero MiB] [--workers N] [--src]
+//
+// The store is loaded from dist/ (what bin/pullback runs), so its worker threads run plain
+// JavaScript; --src loads src/ instead, whose workers carry the tsx loader (~30 MiB RSS each).
 //
 // Chunks are made unique cheaply: random chunks are a few random base buffers with a counter
 // written into their first bytes; text chunks are windows of a generated text pool at varying
 // offsets, also with a counter. The ceiling loop hashes and compresses exactly those chunks.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blake3 } from '@napi-rs/blake-hash';
 import { Compressor } from 'zstd-napi';
-import { Repository, parseSize } from '../src/store/index.js';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+type Store = typeof import('../src/store/index.js');
+const fromSrc = process.argv.includes('--src');
+const distEntry = new URL('../dist/store/index.js', import.meta.url);
+if (!fromSrc && !existsSync(fileURLToPath(distEntry))) {
+  console.error('bench: dist/ is not built: run `npx tsc -p tsconfig.build.json` first (or pass --src)');
+  process.exit(2);
+}
+const { Repository, parseSize } = (await import(fromSrc ? '../src/store/index.js' : distEntry.href)) as Store;
 
 const MiB = 1024 * 1024;
 
@@ -28,6 +42,7 @@ const randomMiB = Number(arg('random', '1024'));
 const textMiB = Number(arg('text', '1024'));
 const zeroMiB = Number(arg('zero', '2048'));
 const workers = Number(arg('workers', '0')) || undefined;
+const slots = Number(arg('slots', '0')) || undefined;
 const parent = arg('dir', tmpdir());
 
 type Kind = 'random' | 'text' | 'zero';
@@ -87,7 +102,11 @@ let cpuSeconds = 0;
 async function runPipeline(): Promise<{ seconds: number; peakRss: number; perKind: Record<Kind, number>; stored: number }> {
   const dir = mkdtempSync(join(parent, 'pullback-bench-'));
   try {
-    const repo = await Repository.init(join(dir, 'repo'), { chunkSize, ...(workers !== undefined ? { workers } : {}) });
+    const repo = await Repository.init(join(dir, 'repo'), {
+      chunkSize,
+      ...(workers !== undefined ? { workers } : {}),
+      ...(slots !== undefined ? { slots } : {}),
+    });
     let peakRss = process.memoryUsage.rss();
     const sampler = setInterval(() => {
       peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -151,6 +170,7 @@ function mbps(bytes: number, s: number): string {
   return `${(bytes / 1e6 / s).toFixed(0)} MB/s`;
 }
 
+const loadBefore = loadavg().map((x) => x.toFixed(2)).join(' ');
 const genStart = performance.now();
 for (const c of chunks()) void c;
 const genSeconds = (performance.now() - genStart) / 1000;
@@ -160,6 +180,8 @@ const maxRssKiB = process.resourceUsage().maxRSS;
 const ceil = runCeiling();
 const bytesOf = (k: Kind): number => (plan.find((x) => x.kind === k)?.chunks ?? 0) * chunkSize;
 
+console.log(`load average before/after: ${loadBefore} / ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores: other processes skew every number)`);
+console.log(`store loaded from ${fromSrc ? 'src/ (tsx)' : 'dist/'}`);
 console.log(`workload: ${randomMiB} MiB random + ${textMiB} MiB text + ${zeroMiB} MiB zeros, chunk ${chunkSize / 1024} KiB, repo under ${parent}`);
 console.log(`generator alone: ${genSeconds.toFixed(2)} s for all chunks`);
 console.log(`pipeline: ${p.seconds.toFixed(2)} s = ${mbps(totalBytes, p.seconds)} overall; stored ${(p.stored / 1e6).toFixed(0)} MB`);

@@ -20,6 +20,7 @@ import { chunkPath, layout, manifestPath, type Layout } from './layout.js';
 import { acquireLock, reapStaleLocks, type LockKind, type RepoLock } from './lock.js';
 import { currentOwner, describeOwner, liveness, parseOwner } from './owner.js';
 import { rebuildIndex, type RebuildReport } from './repair.js';
+import { finishInterruptedRemoval } from './pending-removal.js';
 import type {
   ProgressEvent,
   BackupRecord,
@@ -37,6 +38,8 @@ export interface OpenOptions {
   onWarning?: (message: string) => void;
   /** Worker threads for ingest and verification (default: one per core). */
   workers?: number;
+  /** Chunks in flight per process (default: see worker-pool.ts defaultSlots). */
+  slots?: number;
   /** How long to wait for a conflicting lock before REPO_LOCKED (default 0). */
   lockWaitMs?: number;
 }
@@ -67,6 +70,7 @@ export class Repository {
   private readonly idb: IndexDb;
   private readonly warn: (m: string) => void;
   private readonly workers: number | undefined;
+  private readonly slots: number | undefined;
   private readonly lockWaitMs: number;
   private poolInstance: WorkerPool | undefined;
   private readonly writers = new Set<Writer>();
@@ -81,6 +85,7 @@ export class Repository {
     this.readOnly = opts.readOnly === true;
     this.warn = opts.onWarning ?? defaultWarn;
     this.workers = opts.workers;
+    this.slots = opts.slots;
     this.lockWaitMs = opts.lockWaitMs ?? 0;
   }
 
@@ -135,6 +140,8 @@ export class Repository {
       idb.close();
       throw translateDbError(e, idb.path);
     }
+    // Prune: finish a backup removal that a crash interrupted (pending-removal.ts).
+    if (!repo.readOnly) await finishInterruptedRemoval(repo.context);
     return repo;
   }
 
@@ -241,6 +248,7 @@ export class Repository {
       level: this.config.compression.level,
       chunkSize: this.config.chunkSize,
       ...(this.workers !== undefined ? { workers: this.workers } : {}),
+      ...(this.slots !== undefined ? { slots: this.slots } : {}),
     });
     return this.poolInstance;
   }
