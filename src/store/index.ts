@@ -18,3 +18,16 @@ export type { GcOptions } from './gc.js';
 export type { RebuildReport } from './repair.js';
 export type { LockKind } from './lock.js';
 export type * from './types.js';
+export {
+  removeBackups,
+  removalNodes,
+  planRemoval,
+  withLock,
+  gcHoldingExclusive,
+  type RemoveReport,
+  type Merge,
+  type RemovalNode,
+  type RemovalPlan,
+  type RemovalStep,
+  type StepHook,
+} from './remove-backup.js';
