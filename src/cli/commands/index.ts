@@ -11,7 +11,8 @@ import { register as restore } from './restore.js';
 import { register as backup } from './backup.js';
 import { register as list } from './list.js';
 import { register as serve } from './serve.js';
+import { register as prune } from './prune.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [nbd, init, backup, list, restore, serve, check, gc, repair];
+export const commands: Register[] = [nbd, init, backup, list, restore, serve, check, gc, repair, prune];
