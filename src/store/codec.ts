@@ -7,7 +7,29 @@
 // A chunk is stored raw when zstd does not make it smaller (random or already-compressed
 // guest data), so reading it back costs no decompression. Integrity is not the framing's
 // job: the digest (BLAKE3 of the plaintext) is the chunk's name and is re-checked on read.
-import type { Compressor, Decompressor } from 'zstd-napi';
+import { createRequire } from 'node:module';
+import type { Decompressor } from 'zstd-napi';
+
+type Binding = typeof import('zstd-napi/binding.js');
+// The low-level binding compresses into a caller's buffer; zstd-napi's Compressor allocates a
+// new output buffer per call. It is a CommonJS module without an exports map: load it by require.
+const binding = createRequire(import.meta.url)('zstd-napi/binding') as Binding;
+
+/** Compresses into a reused buffer; the returned view is valid until the next call. */
+export interface ChunkCompressor {
+  compress(src: Uint8Array): Uint8Array;
+}
+
+/** A zstd compressor at `level` for inputs up to `maxInput` bytes, allocating nothing per call. */
+export function zstdCompressor(level: number, maxInput: number): ChunkCompressor {
+  const cctx = new binding.CCtx();
+  const out = Buffer.allocUnsafe(binding.compressBound(maxInput));
+  return {
+    compress(src: Uint8Array): Uint8Array {
+      return out.subarray(0, cctx.compress(out, src, level));
+    },
+  };
+}
 
 export const HEADER_BYTES = 12;
 const MAGIC = 0x4b434250; // "PBCK" little-endian
@@ -35,7 +57,7 @@ const INCOMPRESSIBLE = 0.98;
  * the full zstd pass, which costs about as much as hashing and writing together, is skipped.
  * Any compressible sample sends the chunk through zstd as usual. See docs/store.md.
  */
-export function looksIncompressible(plain: Uint8Array, compressor: Compressor): boolean {
+export function looksIncompressible(plain: Uint8Array, compressor: ChunkCompressor): boolean {
   if (plain.length < 4 * SAMPLES * SAMPLE_BYTES) return false;
   const stride = Math.floor((plain.length - SAMPLE_BYTES) / (SAMPLES - 1));
   for (let i = 0; i < SAMPLES; i++) {
@@ -46,7 +68,8 @@ export function looksIncompressible(plain: Uint8Array, compressor: Compressor): 
   return true;
 }
 
-export function encodeChunk(plain: Uint8Array, compressor: Compressor): EncodedChunk {
+/** `body` may be a view into the compressor's buffer: write it out before the next call. */
+export function encodeChunk(plain: Uint8Array, compressor: ChunkCompressor): EncodedChunk {
   if (looksIncompressible(plain, compressor)) {
     return { header: makeHeader(ENC_RAW, plain.length), body: plain, encoding: ENC_RAW, storedSize: HEADER_BYTES + plain.length };
   }

@@ -9,9 +9,9 @@
 // uses no CPU. The pool runs more workers than cores to overlap fsync with hashing.
 import { existsSync, readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Compressor, Decompressor } from 'zstd-napi';
+import { Decompressor } from 'zstd-napi';
 import { writeFileAtomicSync } from './atomic-file.js';
-import { decodeChunk, encodeChunk } from './codec.js';
+import { decodeChunk, encodeChunk, zstdCompressor } from './codec.js';
 import { digestOf, toHex } from './hash.js';
 import { chunkPath } from './layout.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -20,8 +20,7 @@ const data = workerData as WorkerData;
 const port = parentPort;
 if (port === null) throw new Error('ingest-worker must run as a worker thread');
 
-const compressor = new Compressor();
-compressor.setParameters({ compressionLevel: data.level });
+const compressor = zstdCompressor(data.level, data.slotSize);
 const decompressor = new Decompressor();
 const knownDirs = new Set<string>();
 
