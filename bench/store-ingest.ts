@@ -69,7 +69,7 @@ function makeText(n: number): Buffer {
   }
   return out;
 }
-const textPool = makeText(8 * MiB + chunkSize);
+const textPool = makeText(4 * MiB + chunkSize);
 const textBuf = Buffer.alloc(chunkSize);
 const zeroBuf = Buffer.alloc(chunkSize);
 
@@ -84,7 +84,7 @@ function* chunks(): Generator<{ kind: Kind; index: number; data: Buffer }> {
         data.writeUInt32LE(index, 0);
         data.writeUInt32LE(i, 4);
       } else if (p.kind === 'text') {
-        const off = ((i * 7919) % 8192) * 1024;
+        const off = ((i * 7919) % 4096) * 1024;
         textPool.copy(textBuf, 0, off, off + chunkSize);
         textBuf.write(`chunk ${index} `, 0);
         data = textBuf;
