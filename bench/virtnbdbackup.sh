@@ -43,6 +43,17 @@ export LIBVIRT_DEFAULT_URI=qemu:///system
 log() { printf '[vnb-bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# One run at a time: domain names are fixed, and a second run would share the 2 cores. The
+# lock is held by flock(1) around a second instance of this script; -o keeps it out of our
+# children (qemu-nbd and friends could otherwise hold it for a moment after we exit).
+LOCK=/var/tmp/pullback-vnb-bench.lock
+if [ "${VNB_BENCH_LOCKED:-}" != "$LOCK" ]; then
+  rc=0
+  VNB_BENCH_LOCKED=$LOCK flock -n -o -E 75 "$LOCK" bash "$0" "$@" || rc=$?
+  [ "$rc" != 75 ] || die "another bench/virtnbdbackup.sh is running (lock $LOCK)"
+  exit "$rc"
+fi
+
 # ---- prerequisites -----------------------------------------------------------------------
 if [ "$(id -u)" != 0 ]; then die "run as root (installs packages, defines libvirt domains)"; fi
 for p in virtnbdbackup time; do
@@ -52,13 +63,9 @@ for p in virtnbdbackup time; do
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
   fi
 done
-if [ ! -f dist/cli/main.js ]; then bash scripts/setup.sh; else bash scripts/setup-hypervisor.sh; fi
-PULLBACK="$ROOT/bin/pullback"
+if [ ! -f dist/cli/main.js ] || [ ! -f node_modules/.pullback-lock-sha256 ]; then bash scripts/setup.sh; else bash scripts/setup-hypervisor.sh; fi
 TSX="$ROOT/node_modules/.bin/tsx"
 
-# One run at a time: domain names are fixed, and a second run would share the 2 cores.
-exec 9>/var/tmp/pullback-vnb-bench.lock
-flock -n 9 || die "another bench/virtnbdbackup.sh is running (lock /var/tmp/pullback-vnb-bench.lock)"
 
 remove_domains() {
   for d in "${DOMS[@]}"; do
@@ -72,32 +79,57 @@ rm -rf /var/tmp/pullback-vnb-bench.??????
 
 WORK=$(mktemp -d /var/tmp/pullback-vnb-bench.XXXXXX)
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-RES="$ROOT/bench/out/vnb-$STAMP"
+RES="${RESULTS_DIR:-/var/tmp/pullback-vnb-results}/$STAMP"
 mkdir -p "$RES"
+KEEP_WORK=${KEEP_WORK:-0}   # 1: keep images, repository and restores (for a post-mortem)
 cleanup() {
   local rc=$?
   remove_domains
-  rm -rf "$WORK"
+  if [ "$KEEP_WORK" = 1 ]; then log "kept $WORK (remove it when done)"; else rm -rf "$WORK"; fi
   [ "$rc" = 0 ] || log "failed (exit $rc); logs in $RES"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); work dir $WORK; results $RES"
+
+# pullback under test: the committed HEAD (or PULLBACK_REF), compiled privately, because the
+# shared dist/ is rebuilt by every test run in this tree and may change under a running bench.
+PB_REF=${PULLBACK_REF:-HEAD}
+PB_COMMIT=$(git rev-parse --short "$PB_REF")
+log "building pullback $PB_COMMIT into $WORK/pullback"
+mkdir -p "$WORK/pullback"
+git archive "$PB_REF" src bin package.json tsconfig.json tsconfig.build.json | tar -x -C "$WORK/pullback"
+ln -s "$ROOT/node_modules" "$WORK/pullback/node_modules"
+(cd "$WORK/pullback" && ./node_modules/.bin/tsc -p tsconfig.build.json > "$RES/tsc.log" 2>&1) ||
+  log "tsc reported errors (see $RES/tsc.log); it still emitted JavaScript, going on"
+PULLBACK="$WORK/pullback/bin/pullback"
+"$PULLBACK" --version > /dev/null || die "the private pullback build does not run (see $RES/tsc.log)"
 
 # ---- the image ---------------------------------------------------------------------------
 REF="$WORK/reference.raw"   # what the guest reads from vda at every moment
 log "building the ${DISK_MIB} MiB image: ${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes"
-"$TSX" bench/vnb-data.ts random base $((RANDOM_MIB * MiB)) "$WORK/random.bin"
-"$TSX" bench/vnb-data.ts text base $((TEXT_MIB * MiB)) "$WORK/text.bin"
-cat "$WORK/random.bin" "$WORK/text.bin" > "$REF"
-rm "$WORK/random.bin"
+# Three generators at once (2 cores): random, and the text in two halves with their own seeds.
+half=$((TEXT_MIB / 2))
+gen_pids=()
+"$TSX" bench/vnb-data.ts random base $((RANDOM_MIB * MiB)) "$WORK/random.bin" & gen_pids+=($!)
+"$TSX" bench/vnb-data.ts text base-1 $((half * MiB)) "$WORK/text-1.bin" & gen_pids+=($!)
+"$TSX" bench/vnb-data.ts text base-2 $(((TEXT_MIB - half) * MiB)) "$WORK/text-2.bin" & gen_pids+=($!)
+for p in "${gen_pids[@]}"; do wait "$p" || die "bench/vnb-data.ts failed"; done
+cat "$WORK/random.bin" "$WORK/text-1.bin" "$WORK/text-2.bin" > "$REF"
 truncate -s $((DISK_MIB * MiB)) "$REF"
-TEXT_ZSTD=$(zstd -3 -T1 -c "$WORK/text.bin" | wc -c)
-TEXT_LZ4=$(lz4 -1 -c "$WORK/text.bin" | wc -c)
-rm "$WORK/text.bin"
+# Compressibility of the text, on its first 64 MiB (the rest is more of the same).
+SAMPLE=$((half < 64 ? half * MiB : 64 * MiB))
+TEXT_ZSTD=$(head -c "$SAMPLE" "$WORK/text-1.bin" | zstd -3 -T1 -c | wc -c)
+TEXT_LZ4=$(head -c "$SAMPLE" "$WORK/text-1.bin" | lz4 -1 -c | wc -c)
+rm "$WORK/random.bin" "$WORK/text-1.bin" "$WORK/text-2.bin"
 qemu-img convert -f raw -O qcow2 "$REF" "$WORK/base.qcow2"
-qemu-io -f qcow2 -c "write -z $(((RANDOM_MIB + TEXT_MIB) * MiB)) $((ZERO_MIB * MiB))" "$WORK/base.qcow2" >/dev/null
+# qemu-io caps one request just under 2 GiB: zero the tail 1 GiB at a time.
+for ((z = RANDOM_MIB + TEXT_MIB; z < DISK_MIB; z += 1024)); do
+  n=$((DISK_MIB - z < 1024 ? DISK_MIB - z : 1024))
+  out=$(qemu-io -f qcow2 -c "write -z $((z * MiB)) $((n * MiB))" "$WORK/base.qcow2") || die "qemu-io write -z: $out"
+done
 
 domain_xml() { # NAME IMAGE
   local type=qemu
@@ -229,11 +261,19 @@ sha_file() { openssl dgst -sha256 -r "$1" | cut -d' ' -f1; }
 sha_qcow2() { nbdcopy -- [ qemu-nbd -r -f qcow2 "$1" ] - | openssl dgst -sha256 -r | cut -d' ' -f1; }
 log "hashing the reference and the four restores"
 want=$(sha_file "$REF")
-declare -A H
-H[pullback qcow2]=$(sha_qcow2 "$OUT/pullback.qcow2")
-H[pullback raw]=$(sha_file "$OUT/pullback.raw")
-H[virtnbdrestore (plain chain)]=$(sha_qcow2 "$OUT/vnb-plain/$DOM_PLAIN.qcow2")
-H[virtnbdrestore (-z chain)]=$(sha_qcow2 "$OUT/vnb-lz4/$DOM_LZ4.qcow2")
+declare -A IMG=(
+  [pullback qcow2]="qcow2 $OUT/pullback.qcow2"
+  [pullback raw]="raw $OUT/pullback.raw"
+  [virtnbdrestore (plain chain)]="qcow2 $OUT/vnb-plain/$DOM_PLAIN.qcow2"
+  [virtnbdrestore (-z chain)]="qcow2 $OUT/vnb-lz4/$DOM_LZ4.qcow2"
+)
+declare -A H DIFF
+for k in "${!IMG[@]}"; do
+  read -r fmt path <<< "${IMG[$k]}"
+  if [ "$fmt" = raw ]; then H[$k]=$(sha_file "$path"); else H[$k]=$(sha_qcow2 "$path"); fi
+  # Where a wrong restore first differs, for the report (qemu-img compare stops at the first).
+  if [ "${H[$k]}" != "$want" ]; then DIFF[$k]=$(qemu-img compare -f raw -F "$fmt" "$REF" "$path" 2>&1 | head -n 2 | tr '\n' ' ' || true); fi
+done
 
 # ---- report ------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -247,8 +287,8 @@ delta() { # STEP TOOL PREV_STEP
 {
   echo "## pullback vs virtnbdbackup $(dpkg-query -W -f='${Version}' virtnbdbackup) — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Disk: ${DISK_MIB} MiB qcow2 (${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes); text alone: zstd -3 $(ratio $((TEXT_MIB * MiB)) "$TEXT_ZSTD")x, lz4 -1 $(ratio $((TEXT_MIB * MiB)) "$TEXT_LZ4")x."
-  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); pullback $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src'); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Disk: ${DISK_MIB} MiB qcow2 (${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes); text alone: zstd -3 $(ratio "$SAMPLE" "$TEXT_ZSTD")x, lz4 -1 $(ratio "$SAMPLE" "$TEXT_LZ4")x."
+  echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); pullback $PB_COMMIT ($PB_REF); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Ratios are pullback time / virtnbdbackup time (lower is better). vnb = virtnbdbackup, vnb -z = virtnbdbackup -z (lz4). Stored = bytes added by the step (du -sb)."
   echo
   echo "| operation | pullback s | vnb s | vnb -z s | ratio vs vnb | ratio vs vnb -z | target | pullback RSS MiB | vnb RSS MiB | vnb -z RSS MiB | pullback stored | vnb stored | vnb -z stored |"
@@ -292,7 +332,7 @@ delta() { # STEP TOOL PREV_STEP
   echo "Restores (sha256 of the raw content; reference $want):"
   echo
   for k in "pullback qcow2" "pullback raw" "virtnbdrestore (plain chain)" "virtnbdrestore (-z chain)"; do
-    if [ "${H[$k]}" = "$want" ]; then echo "- $k: identical"; else echo "- $k: MISMATCH ${H[$k]}"; fi
+    if [ "${H[$k]}" = "$want" ]; then echo "- $k: identical"; else echo "- $k: MISMATCH ${H[$k]} (${DIFF[$k]})"; fi
   done
 } > "$RES/table.md"
 cat "$RES/table.md"
