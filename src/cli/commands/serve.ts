@@ -57,6 +57,11 @@ export function register(program: Command, ctx: CliContext): void {
         throw new UsageError(`--cache: ${(e as Error).message}`);
       }
       const port = opts.port === undefined ? undefined : parsePort(opts.port);
+      if (opts.bind !== undefined && !/^(127\.|::1$|localhost$)/.test(opts.bind)) {
+        ctx.stderr.write(
+          `pullback: warning: serving on ${opts.bind}: anyone who can reach that address can read this backup (NBD here has no TLS and no authentication)\n`,
+        );
+      }
       const dir = repoFrom(opts.repo);
       const repo = await Repository.open(dir, { readOnly: true, onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let handle: ServeHandle | undefined;
