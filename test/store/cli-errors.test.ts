@@ -118,12 +118,10 @@ describe('bad repositories', () => {
   });
 
   test('bad option values are usage errors', async () => {
+    // The parsers themselves are covered in config.test.ts; here: how the CLI reports them.
     for (const [args, msg] of [
       [['--chunk-size', '3M'], /chunk size 3145728 is invalid: it must be a power of two from 64 KiB to 16 MiB/],
-      [['--chunk-size', '32K'], /chunk size 32768 is invalid/],
-      [['--chunk-size', 'lots'], /cannot parse size "lots"/],
       [['--compression', 'gzip:9'], /cannot parse compression "gzip:9": use zstd:LEVEL/],
-      [['--compression', 'zstd:99'], /zstd level 99 is invalid/],
     ] as const) {
       const r = await cli(['init', '--repo', join(t.dir, 'never'), ...args]);
       expect(r.code).toBe(2);
