@@ -12,7 +12,8 @@ import { register as backup } from './backup.js';
 import { register as list } from './list.js';
 import { register as serve } from './serve.js';
 import { register as prune } from './prune.js';
+import { register as run } from './run.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [nbd, init, backup, list, restore, serve, check, gc, repair, prune];
+export const commands: Register[] = [nbd, init, backup, list, restore, serve, check, gc, repair, prune, run];
