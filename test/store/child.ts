@@ -3,9 +3,15 @@
 //   ingest DOMAIN CHUNKS SEED [SHARED]  full backup of disk vda (CHUNKS chunks of the repo's chunk
 //                                        size); chunks < SHARED use seed 0, so two children share them
 //   hold-lock KIND                      take a lock and wait to be killed
-import { acquireLock, type LockKind } from '../../src/store/lock.js';
-import { Repository } from '../../src/store/index.js';
+// The store comes from dist/ (built from src/ by test/global-setup.ts before every run), so
+// the child's worker threads start as plain JavaScript instead of each loading tsx.
 import { seededChunk } from './helpers.js';
+
+type Store = typeof import('../../src/store/index.js');
+type Locks = typeof import('../../src/store/lock.js');
+const { Repository } = (await import(new URL('../../dist/store/index.js', import.meta.url).href)) as Store;
+const { acquireLock } = (await import(new URL('../../dist/store/lock.js', import.meta.url).href)) as Locks;
+type LockKind = Parameters<Locks['acquireLock']>[1];
 
 const [mode, repoDir, ...rest] = process.argv.slice(2);
 const say = (s: string): void => {
