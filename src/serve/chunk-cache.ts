@@ -4,7 +4,8 @@
 // its bytes are being sent; only unpinned slots are reused, least recently used first.
 // Concurrent readers of one chunk share a single load. When every slot is pinned, a chunk is
 // loaded into a private buffer through the fallback loader instead of waiting (waiting could
-// deadlock readers that each pin slots while needing more). Failed loads free their slot.
+// deadlock readers that each pin slots while needing more; serve's fallback is a worker
+// loading into a one-off shared buffer). Failed loads free their slot.
 import { toHex } from '../store/hash.js';
 
 export interface ChunkRef {

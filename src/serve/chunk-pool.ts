@@ -72,6 +72,20 @@ export class ChunkPool {
 
   /** Loads and verifies the chunk `hex` into slot `slot`; resolves with its plaintext length. */
   load(hex: string, slot: number): Promise<number> {
+    return this.submit(hex, slot, undefined);
+  }
+
+  /**
+   * Loads and verifies the chunk `hex` into a new shared buffer of its own (for when every
+   * slot is pinned), still on a worker thread: the main thread never hashes or decompresses.
+   */
+  async loadPrivate(hex: string): Promise<Buffer> {
+    const target = new SharedArrayBuffer(this.slotSize);
+    const length = await this.submit(hex, -1, target);
+    return Buffer.from(target, 0, length);
+  }
+
+  private submit(hex: string, slot: number, target: SharedArrayBuffer | undefined): Promise<number> {
     if (this.broken !== undefined) return Promise.reject(this.broken);
     if (this.closed) return Promise.reject(new PullbackError('INTERNAL', 'chunk pool used after close()'));
     let w = this.workers[0] as WorkerState;
@@ -81,7 +95,7 @@ export class ChunkPool {
     if (w.outstanding === 1) w.worker.ref();
     return new Promise<number>((resolve, reject) => {
       this.pending.set(job, { resolve, reject, worker: w, hex });
-      const req: LoadRequest = { job, hex, slot };
+      const req: LoadRequest = { job, hex, slot, ...(target !== undefined ? { target } : {}) };
       w.worker.postMessage(req);
     });
   }

@@ -42,7 +42,7 @@ function readFully(fd: number, buf: Buffer, position: number, path: string): voi
 
 function load(req: LoadRequest): number {
   const path = chunkPath(data.chunksDir, req.hex);
-  const slot = Buffer.from(data.slots, req.slot * data.slotSize, data.slotSize);
+  const slot = req.target !== undefined ? Buffer.from(req.target) : Buffer.from(data.slots, req.slot * data.slotSize, data.slotSize);
   let fd: number;
   try {
     fd = openSync(path, 'r');

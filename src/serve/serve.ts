@@ -88,7 +88,7 @@ export async function startServe(repo: Repository, opts: ServeOptions): Promise<
       ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
     });
     cleanups.push(() => pool.close());
-    const cache = new ChunkCache(pool, (digest) => repo.readChunk(digest));
+    const cache = new ChunkCache(pool, (digest) => pool.loadPrivate(digest.toString('hex')));
     const exportName = opts.exportName ?? opts.disk;
     const exp = new BackupExport(map, cache, {
       name: exportName,

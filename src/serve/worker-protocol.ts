@@ -12,7 +12,10 @@ export interface LoadRequest {
   job: number;
   /** Digest, hex: names the chunk file and is checked against the BLAKE3 of the plaintext. */
   hex: string;
+  /** Slot of the shared slot buffer to fill; ignored when `target` is given. */
   slot: number;
+  /** A one-off shared buffer (chunk-sized) to fill instead of a slot: the cache's overflow path. */
+  target?: SharedArrayBuffer;
 }
 
 export type LoadFailure = 'chunk-missing' | 'chunk-corrupt' | 'repo-io';

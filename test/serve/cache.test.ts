@@ -40,7 +40,7 @@ describe('ChunkCache', () => {
     const fallbacks: string[] = [];
     const cache = new ChunkCache(pool, (d) => {
       fallbacks.push(d.toString('hex'));
-      return f.repo.readChunk(d);
+      return pool.loadPrivate(d.toString('hex')); // what serve uses: a worker, a one-off buffer
     });
     const [a, b, c, d] = chunks;
     if (a === undefined || b === undefined || c === undefined || d === undefined) throw new Error('fixture has too few chunks');
