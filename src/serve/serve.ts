@@ -1,7 +1,8 @@
 // startServe: one disk of one backup as a read-only NBD export, served until closed or the
 // signal aborts. The chunk map is resolved once (the backup is complete and immutable);
-// reads go through a shared chunk cache whose slots worker threads fill (chunk-pool.ts), so several clients (or one client with several
-// connections: NBD_FLAG_CAN_MULTI_CONN) read the same bytes at the cost of one decompression.
+// reads go through one chunk cache whose slots worker threads fill (chunk-pool.ts), so
+// several clients (or one client with several connections: NBD_FLAG_CAN_MULTI_CONN) read
+// the same bytes at the cost of one load, decompression and verification.
 // A shared repository lock is held while serving, so prune and repair (exclusive) cannot
 // remove the backup's chunks underneath a client; backups, restores and gc may run beside it.
 import { mkdir } from 'node:fs/promises';
@@ -9,8 +10,8 @@ import { dirname } from 'node:path';
 import { PullbackError } from '../errors.js';
 import { NbdServer, type ListenAddress, type ServerEvent } from '../nbd/server/index.js';
 import type { BackupRecord, Repository } from '../store/index.js';
-import { BackupExport } from './backup-export.js';
 import { layout } from '../store/layout.js';
+import { BackupExport } from './backup-export.js';
 import { ChunkCache } from './chunk-cache.js';
 import { ChunkPool } from './chunk-pool.js';
 import { chooseAddress, DEFAULT_SOCKET_DIR, defaultSocketPath, uriOf } from './listen-address.js';

@@ -11,6 +11,8 @@
 // for an unknown export, a handshake that stalls, or server shutdown once replies are out.
 import type net from 'node:net';
 import {
+  IHAVEOPT,
+  NBDMAGIC,
   NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
   NBD_CMD_FLAG_DF,
@@ -112,7 +114,8 @@ export class ServerConnection {
     socket.setNoDelay(true);
     // S: NBDMAGIC, IHAVEOPT, handshake flags FIXED_NEWSTYLE | NO_ZEROES.
     const hello = Buffer.allocUnsafe(18);
-    hello.write('NBDMAGICIHAVEOPT', 0, 'latin1');
+    hello.writeBigUInt64BE(NBDMAGIC, 0);
+    hello.writeBigUInt64BE(IHAVEOPT, 8);
     hello.writeUInt16BE(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, 16);
     socket.write(hello);
   }
