@@ -12,6 +12,7 @@ repo=$PWD/.demo/repo
 work=$(mktemp -d /tmp/pullback-demo.XXXXXX)
 dom=pullback-demo-$$
 cleanup() {
+  [ -z "${servepid:-}" ] || kill "$servepid" 2>/dev/null || true
   virsh -q destroy "$dom" >/dev/null 2>&1 || true
   virsh -q undefine "$dom" --checkpoints-metadata >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -83,8 +84,29 @@ for d in vda vdb; do
   [ "$want_full" = "$got_full" ] && [ "$want_now" = "$got_now" ] || ok=0
 done
 
+say "instant recovery: serve the latest vda over NBD and read it with nbdinfo and qemu-img, no restore"
+sock=$work/serve.sock
+$PB serve --repo "$repo" --domain "$dom" --disk vda --socket "$sock" & servepid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+run nbdinfo "nbd+unix:///vda?socket=$sock"
+qemu-img convert -O raw "nbd+unix:///vda?socket=$sock" "$work/served-vda.raw"
+printf 'served vda: %s   guest vda: %s\n' "$(sha256sum < "$work/served-vda.raw" | cut -c1-16)" "$(sha256sum < "$work/ref0.raw" | cut -c1-16)"
+cmp -s "$work/served-vda.raw" "$work/ref0.raw" || ok=0
+kill -INT $servepid; wait $servepid || true
+
+say "one more change and backup, then prune to the newest two: the chain stays restorable"
+gwrite 0 30 1 "$work/r1"
+run $PB backup --repo "$repo" --domain "$dom"
+du -sh "$repo" | sed 's/^/repository size before prune: /'
+run $PB prune --repo "$repo" --keep-last 2
+run $PB list --repo "$repo"
+du -sh "$repo" | sed 's/^/repository size after prune: /'
+run $PB restore --repo "$repo" --domain "$dom" --backup latest --disk vda --output "$work/after-prune-vda.raw" --format raw
+printf 'after prune, latest vda: %s   guest vda: %s\n' "$(sha256sum < "$work/after-prune-vda.raw" | cut -c1-16)" "$(sha256sum < "$work/ref0.raw" | cut -c1-16)"
+cmp -s "$work/after-prune-vda.raw" "$work/ref0.raw" || ok=0
+
 say "check the repository"
-run $PB check --repo "$repo"
+run $PB check --repo "$repo" --read-data
 du -sh "$repo" | sed 's/^/repository size on disk: /'
 
 [ $ok = 1 ] && printf '\nEvery restored disk is identical to the guest disk at its backup.\n' || { echo 'MISMATCH'; exit 1; }
