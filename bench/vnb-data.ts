@@ -3,11 +3,12 @@
 //
 // Terms:
 //   random data   AES-256-CTR keystream keyed by a seed: incompressible, never repeats.
-//   text data     log-like lines ("<time> host-NN svc-NN[pid]: LEVEL words... key=N id=HEX")
-//                 from a seeded PRNG over a 2048-word vocabulary. It compresses ~4x with zstd
-//                 and ~2x with lz4 (measured by the script) and no two 4 KiB blocks are equal,
-//                 so chunk-level deduplication gains nothing from it (all-identical bytes
-//                 would make dedup trivial and the comparison meaningless).
+//   text data     log-like lines ("<time> host-N svc-N[pid]: LEVEL <message>"), each message
+//                 one of 512 templates (format strings of 4..12 words from a 2048-word
+//                 vocabulary) with number / hex id / word fields filled in by a seeded PRNG.
+//                 It compresses ~4.5x with zstd -3 and ~1.9x with lz4 -1 (the script measures
+//                 it) and no two 4 KiB blocks are equal, so chunk-level deduplication gains
+//                 nothing from it (all-identical bytes would make dedup trivial).
 //   change plan   a seeded list of non-overlapping guest writes "OFFSET LENGTH KIND" with KIND
 //                 random | text | zero, 4 KiB-aligned offsets, lengths 64 KiB .. 4 MiB.
 //
@@ -69,12 +70,38 @@ function vocabulary(): { bytes: Uint8Array; offsets: Uint32Array } {
   return { bytes, offsets };
 }
 
+const TEMPLATES = 512;
+const FIELD_NUMBER = -1, FIELD_HEX = -2, FIELD_WORD = -3;
+
+/** Message templates, like the format strings behind real logs: template t is
+ *  program[offsets[t] .. offsets[t + 1]), each entry a vocabulary word (>= 0) or a field. */
+function templates(): { program: Int32Array; offsets: Uint32Array } {
+  const rnd = prng('templates');
+  const program: number[] = [];
+  const offsets = new Uint32Array(TEMPLATES + 1);
+  for (let t = 0; t < TEMPLATES; t++) {
+    offsets[t] = program.length;
+    let fields = 0;
+    for (let w = 4 + (rnd() % 9); w > 0; w--) {
+      program.push(rnd() % VOCAB_WORDS);
+      if (rnd() % 3 === 0) {
+        program.push([FIELD_NUMBER, FIELD_HEX, FIELD_WORD][rnd() % 3] as number);
+        fields++;
+      }
+    }
+    if (fields === 0) program.push(FIELD_NUMBER);
+  }
+  offsets[TEMPLATES] = program.length;
+  return { program: Int32Array.from(program), offsets };
+}
+
 function textSource(seed: string): Source {
   const h = createHash('sha256').update(`vnb-bench:${seed}`).digest();
   // sfc32 state (see prng) and the millisecond clock, kept across pieces.
   const st = new Int32Array([h.readInt32LE(0), h.readInt32LE(4), h.readInt32LE(8), h.readInt32LE(12)]);
   const clock = new Int32Array([h.readUInt32LE(16) % 1_000_000]); // ms; +20/line on average: no overflow below ~100 GiB
   const { bytes: vocab, offsets } = vocabulary();
+  const { program, offsets: tOffsets } = templates();
   const fixed = Buffer.from('2026-11-DD HH:MM:SS.mmm host-', 'latin1');
   const levels = [' INFO', ' INFO', ' INFO', ' DEBUG', ' WARN', ' ERROR'].map((x) => Buffer.from(x, 'latin1'));
   const hex = Buffer.from('0123456789abcdef', 'latin1');
@@ -117,15 +144,21 @@ function textSource(seed: string): Source {
       const level = levels[next() % levels.length] as Buffer;
       buf.set(level, n);
       n += level.length;
-      for (let w = 5 + (next() % 8); w > 0; w--) {
-        const i = next() % VOCAB_WORDS;
-        for (let k = offsets[i] as number, e = offsets[i + 1] as number; k < e; k++) buf[n++] = vocab[k] as number;
+      const t = next() % TEMPLATES;
+      for (let p = tOffsets[t] as number, pe = tOffsets[t + 1] as number; p < pe; p++) {
+        const op = program[p] as number;
+        if (op === FIELD_NUMBER) {
+          buf[n++] = 32;
+          n = digits(buf, n, next() % 1_000_000, 1);
+        } else if (op === FIELD_HEX) {
+          buf[n++] = 32;
+          const r = next();
+          for (let i = 0; i < 8; i++) buf[n++] = hex[(r >>> (i * 4)) & 15] as number;
+        } else {
+          const i = op === FIELD_WORD ? next() % VOCAB_WORDS : op;
+          for (let k = offsets[i] as number, e = offsets[i + 1] as number; k < e; k++) buf[n++] = vocab[k] as number;
+        }
       }
-      buf[n++] = 32; buf[n++] = 107; buf[n++] = 101; buf[n++] = 121; buf[n++] = 61; // " key="
-      n = digits(buf, n, next() % 100000, 1);
-      buf[n++] = 32; buf[n++] = 105; buf[n++] = 100; buf[n++] = 61; // " id="
-      const r = next();
-      for (let i = 0; i < 8; i++) buf[n++] = hex[(r >>> (i * 4)) & 15] as number;
       buf[n++] = 10;
     }
     st[0] = a; st[1] = b; st[2] = c; st[3] = d;
