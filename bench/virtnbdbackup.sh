@@ -279,6 +279,9 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 human() { awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.1f MiB", b / 1048576; else printf "%.1f KiB", b / 1024 }'; }
+sum_of() { # REGEX FILE: sum of the numbers in every match
+  { grep -o "$1" "$2" || true; } | grep -o '[0-9][0-9]*' | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
 delta() { # STEP TOOL PREV_STEP
   local prev=0
   [ -n "$3" ] && prev=${S[$3.$2]}
@@ -310,6 +313,14 @@ delta() { # STEP TOOL PREV_STEP
   echo "|---|---|---|---|"
   for s in full inc1 inc2 inc3 restore; do echo "| $s | ${C[$s.pullback]} | ${C[$s.vnb]} | ${C[$s.vnbz]} |"; done
   echo "| restore raw | ${C[restore.pullback-raw]} | | |"
+  echo
+  echo "Read over NBD (pullback: bytesRead of its --json, whole chunks; virtnbdbackup: the 'bytes of data extents to backup' it logs):"
+  echo
+  echo "| step | pullback | vnb | vnb -z |"
+  echo "|---|---|---|---|"
+  for s in full inc1 inc2 inc3; do
+    echo "| $s | $(human "$(sum_of '"bytesRead":[0-9]*' "$RES/$s.pullback.out")") | $(human "$(sum_of '[0-9]* bytes of data extents' "$RES/$s.vnb.err")") | $(human "$(sum_of '[0-9]* bytes of data extents' "$RES/$s.vnbz.err")") |"
+  done
   echo
   peak=0
   for k in "${!M[@]}"; do case $k in *.pullback|*.pullback-raw) [ "${M[$k]}" -gt "$peak" ] && peak=${M[$k]};; esac; done
