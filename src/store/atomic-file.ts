@@ -2,7 +2,8 @@
 // directory. After a crash the final name holds either nothing or the complete file, never a
 // prefix; after the directory fsync the name itself survives power loss. Temporary names carry
 // host and pid (tmpName) so leftovers of dead processes can be recognised and removed by gc.
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writevSync } from 'node:fs';
+import { close, closeSync, constants, fsync, openSync, unlinkSync, writevSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -111,42 +112,32 @@ export async function writeStreamAtomic(
   }
 }
 
-function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
+const fsyncFd = promisify(fsync);
+const closeFd = promisify(close);
 
 /**
- * writeFileAtomic with blocking calls, for worker threads: a worker blocked in fsync costs
- * no CPU, and blocking calls need no event-loop turns (see ingest-worker.ts).
+ * writeFileAtomic for worker threads that must not wait on the disk: the bytes are written at
+ * once (a copy into the page cache, so `parts` may be reused when this returns), and the
+ * durable part (fsync, rename, directory fsync) runs on libuv's thread pool; the promise
+ * settles when the file is durable under its final name.
  */
-export function writeFileAtomicSync(tmpDir: string, finalPath: string, parts: readonly Uint8Array[], knownDirs?: Set<string>): void {
+export function writeFileAtomicDeferred(
+  tmpDir: string,
+  finalPath: string,
+  parts: readonly Uint8Array[],
+  knownDirs?: Set<string>,
+): Promise<void> {
   const tmp = tmpName(tmpDir);
   const fd = openSync(tmp, 'wx');
   try {
-    try {
-      const total = parts.reduce((n, p) => n + p.byteLength, 0);
-      let written = writevSync(fd, parts as Uint8Array[]);
-      if (written < total) {
-        const rest = Buffer.concat(parts as Uint8Array[]);
-        while (written < total) written += writevSync(fd, [rest.subarray(written)], written);
-      }
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    let written = writevSync(fd, parts as Uint8Array[]);
+    if (written < total) {
+      const rest = Buffer.concat(parts as Uint8Array[]);
+      while (written < total) written += writevSync(fd, [rest.subarray(written)], written);
     }
-    const dir = dirname(finalPath);
-    if (knownDirs?.has(dir) !== true) {
-      if (mkdirSync(dir, { recursive: true }) !== undefined) fsyncDirSync(dirname(dir));
-      knownDirs?.add(dir);
-    }
-    renameSync(tmp, finalPath);
-    fsyncDirSync(dir);
   } catch (e) {
+    closeSync(fd);
     try {
       unlinkSync(tmp);
     } catch {
@@ -154,4 +145,17 @@ export function writeFileAtomicSync(tmpDir: string, finalPath: string, parts: re
     }
     throw e;
   }
+  return (async () => {
+    try {
+      await fsyncFd(fd);
+    } finally {
+      await closeFd(fd);
+    }
+    await ensureDir(dirname(finalPath), knownDirs);
+    await rename(tmp, finalPath);
+    await fsyncDir(dirname(finalPath));
+  })().catch(async (e: unknown) => {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  });
 }

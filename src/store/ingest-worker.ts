@@ -4,13 +4,15 @@
 //           (atomic-file.ts); reply with the digest and whether it existed. Hashing comes
 //           first so a chunk that is already stored costs no compression.
 //   verify  read a chunk file, decode it and re-hash it (check --read-data)
-// All I/O here is blocking, on purpose: a worker drains every queued message in one go, so
-// multi-step async chains would stall behind queued hashing, and a worker blocked in fsync
-// uses no CPU. The pool runs more workers than cores to overlap fsync with hashing.
+// A chunk's bytes are written synchronously (into the page cache); its fsync, rename and
+// directory fsync run on libuv's thread pool while the worker hashes the next chunk, so the
+// disk's latency overlaps the CPU work. Jobs are taken one per event-loop turn: a message
+// port delivers every queued message in one go, and running them all back to back would hold
+// the finished fsyncs' continuations until the whole batch was hashed.
 import { existsSync, readFileSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Decompressor } from 'zstd-napi';
-import { writeFileAtomicSync } from './atomic-file.js';
+import { writeFileAtomicDeferred } from './atomic-file.js';
 import { decodeChunk, encodeChunk, zstdCompressor } from './codec.js';
 import { digestOf, toHex } from './hash.js';
 import { chunkPath } from './layout.js';
@@ -42,8 +44,10 @@ function store(req: Extract<WorkerRequest, { type: 'store' }>): void {
     return;
   }
   const enc = encodeChunk(plain, compressor);
-  writeFileAtomicSync(data.tmpDir, path, [enc.header, enc.body], knownDirs);
-  reply({ type: 'stored', job: req.job, hex, existed: false, storedSize: enc.storedSize });
+  writeFileAtomicDeferred(data.tmpDir, path, [enc.header, enc.body], knownDirs).then(
+    () => reply({ type: 'stored', job: req.job, hex, existed: false, storedSize: enc.storedSize }),
+    (e: unknown) => reply(errorReply(req.job, e)),
+  );
 }
 
 function verify(req: Extract<WorkerRequest, { type: 'verify' }>): void {
@@ -72,11 +76,29 @@ function verify(req: Extract<WorkerRequest, { type: 'verify' }>): void {
   });
 }
 
-port.on('message', (req: WorkerRequest) => {
+const queue: WorkerRequest[] = [];
+let scheduled = false;
+
+function runOne(): void {
+  scheduled = false;
+  const req = queue.shift();
+  if (req === undefined) return;
   try {
     if (req.type === 'store') store(req);
     else verify(req);
   } catch (e) {
     reply(errorReply(req.job, e));
+  }
+  if (queue.length > 0) {
+    scheduled = true;
+    setImmediate(runOne);
+  }
+}
+
+port.on('message', (req: WorkerRequest) => {
+  queue.push(req);
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(runOne);
   }
 });

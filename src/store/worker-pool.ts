@@ -50,13 +50,14 @@ function spawnWorker(data: WorkerData): Worker {
   return new Worker(boot, { eval: true, workerData: data });
 }
 
-/** Cores + 2: two extra workers keep the cores busy while others wait in fsync. */
+/** One per core: workers never wait for the disk (fsync runs on libuv's pool, ingest-worker.ts). */
 export function defaultWorkers(): number {
-  return availableParallelism() + 2;
+  return availableParallelism();
 }
 
+/** 16 MiB of chunks in flight (16 at 1 MiB), at most 128, at least enough to keep every worker fed. */
 export function defaultSlots(chunkSize: number, workers: number): number {
-  const bySize = Math.floor((32 * 1024 * 1024) / chunkSize);
+  const bySize = Math.floor((16 * 1024 * 1024) / chunkSize);
   return Math.max(2 * workers + 2, Math.min(128, bySize));
 }
 

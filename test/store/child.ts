@@ -1,10 +1,14 @@
 // A separate process for multi-process store tests (crash, concurrency, locks). Run with
 // `node --import tsx test/store/child.ts MODE REPO ...`; it reports progress as lines on stdout.
-//   ingest DOMAIN CHUNKS SEED [SHARED]  full backup of disk vda (CHUNKS chunks of the repo's chunk
-//                                        size); chunks < SHARED use seed 0, so two children share them
+//   ingest DOMAIN CHUNKS SEED [SHARED [PAUSE_AT FILE]]
+//                                       full backup of disk vda (CHUNKS chunks of the repo's chunk
+//                                       size); chunks < SHARED use seed 0, so two children share
+//                                       them; before chunk PAUSE_AT, print "paused" and wait for FILE
 //   hold-lock KIND                      take a lock and wait to be killed
 // The store comes from dist/ (built from src/ by test/global-setup.ts before every run), so
 // the child's worker threads start as plain JavaScript instead of each loading tsx.
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { seededChunk } from './helpers.js';
 
 type Store = typeof import('../../src/store/index.js');
@@ -19,7 +23,8 @@ const say = (s: string): void => {
 };
 
 if (mode === 'ingest' && repoDir !== undefined) {
-  const [domain = 'vm', chunksArg = '10', seedArg = '1', sharedArg = '0'] = rest;
+  const [domain = 'vm', chunksArg = '10', seedArg = '1', sharedArg = '0', pauseAtArg = '-1', pauseFile = ''] = rest;
+  const pauseAt = Number(pauseAtArg);
   const chunks = Number(chunksArg);
   const seed = Number(seedArg);
   const shared = Number(sharedArg);
@@ -28,6 +33,10 @@ if (mode === 'ingest' && repoDir !== undefined) {
   const w = await repo.beginBackup({ domain, level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: chunks * cs }] });
   say(`begun ${w.id}`);
   for (let i = 0; i < chunks; i++) {
+    if (i === pauseAt) {
+      say('paused');
+      while (!existsSync(pauseFile)) await sleep(20);
+    }
     await w.ingest('vda', i, seededChunk(cs, i < shared ? 0 : seed, i));
     say(`ingested ${i}`);
   }
