@@ -5,8 +5,8 @@
 # reference, a write that did not land, a tool that failed).
 #
 # Setup (decisions; see docs/benchmarks.md):
-#   - One 4 GiB qcow2 image built offline: [0,1G) random, [1G,2G) log-like text (zstd ~3x,
-#     lz4 ~1.7x, no two blocks equal), [2G,4G) explicit zeroes (`qemu-io write -z`: zero
+#   - One 4 GiB qcow2 image built offline: [0,1G) random, [1G,2G) log-like text (zstd -3
+#     ~4.5x, lz4 ~1.9x, no two 4 KiB blocks equal; bench/vnb-data.ts), [2G,4G) explicit zeroes (`qemu-io write -z`: zero
 #     clusters, reported by NBD base:allocation as zero, so both tools skip them).
 #   - Three domains on identical copies (virtnbdbackup refuses foreign checkpoints and a
 #     full resets its chain): pbvnb-pullback (pullback, default repo: 1 MiB chunks, zstd:3),
@@ -17,8 +17,13 @@
 #     of zero writes + incremental. Then the domains are shut off and the chain (full + 3
 #     incrementals) is restored by both tools; every restore must hash (sha256 of the raw
 #     content) to the reference, a raw file that received the same writes.
-#   - Tools run one after another (never concurrently: 2 cores). Wall time and peak RSS from
-#     GNU time (`%e %M`; RSS of the process tree's largest member). Bytes stored: `du -sb`.
+#   - Tools run one after another (never concurrently: 2 cores). Wall time, peak RSS and CPU
+#     from GNU time (`%e %M %U %S`; RSS of the process tree's largest member). Bytes stored:
+#     `du -sb`. pullback is the committed HEAD (or PULLBACK_REF) compiled into the work dir:
+#     the shared dist/ is rebuilt by test runs and must not change under the bench.
+#   - Output: the tables on stdout and in $RESULTS_DIR/<time>/table.md with every tool's
+#     stdout/stderr (default /var/tmp/pullback-vnb-results). KEEP_WORK=1 keeps the images,
+#     repository and restores. About 4-7 minutes; ~25 GB in /var/tmp.
 #
 #   bash bench/virtnbdbackup.sh
 #   RANDOM_MIB=64 TEXT_MIB=64 ZERO_MIB=128 CHANGE_MIB=16 CHANGE3_MIB=8 ZERO3_MIB=2 bash bench/virtnbdbackup.sh  # smoke run
