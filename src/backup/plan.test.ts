@@ -59,6 +59,33 @@ describe('planChunks', () => {
     expect(plan.chunks).toEqual([{ index: 0, action: 'read' }]);
   });
 
+  it('incremental: a dirty zero write inside a chunk whose clean rest holds data reads the chunk', () => {
+    // The regression bench/virtnbdbackup.sh found: 256 KiB zeroed inside a 1 MiB chunk of data
+    // was recorded as an all-zero chunk, and the chunk's other 768 KiB were lost.
+    const plan = planChunks(
+      [
+        ext(0, 256 * 1024, 'data', false),
+        ext(256 * 1024, 256 * 1024, 'zero', true),
+        ext(512 * 1024, 512 * 1024, 'data', false),
+        ext(MiB, MiB, 'zero', true),
+      ],
+      { level: 'incremental', chunkSize: MiB, diskSize: 2 * MiB },
+    );
+    expect(plan.chunks).toEqual([
+      { index: 0, action: 'read' },
+      { index: 1, action: 'zero' },
+    ]);
+  });
+
+  it('a hole that does not read as zero (HOLE without ZERO) is data', () => {
+    const plan = planChunks([{ offset: 0, length: MiB, dirty: true, kind: 'hole', zero: false }], {
+      level: 'incremental',
+      chunkSize: MiB,
+      diskSize: MiB,
+    });
+    expect(plan.chunks).toEqual([{ index: 0, action: 'read' }]);
+  });
+
   it('a dirty extent spanning chunk boundaries touches every chunk it overlaps', () => {
     const plan = planChunks([ext(MiB - 1, 2 * MiB + 2, 'data', true)], {
       level: 'incremental',

@@ -5,18 +5,29 @@
 // block status, labelled dirty/clean (qemu:dirty-bitmap) and data/zero/hole (base:allocation).
 //
 // Rules:
-// - full: every chunk that holds any `data` extent is read. Chunks that are only zero/hole
-//   are left out: an absent chunk restores as zeros, so a full records allocated data only.
-// - incremental: only chunks that intersect a *dirty* extent matter. A dirty chunk with any
-//   data is read whole (clean neighbours inside the chunk are read too: the store works in
-//   whole chunks). A dirty chunk that is entirely zero/hole becomes a zero marker: leaving it
-//   out would let the parent's stale data win when the chain is resolved.
+// - full: every chunk that holds any extent that does not read as zero is read. Chunks
+//   that read entirely as zeros are left out: an absent chunk restores as zeros, so a full
+//   records allocated data only.
+// - incremental: only chunks that intersect a *dirty* extent matter. A dirty chunk is read
+//   whole when ANY part of it, dirty or clean, may hold data: the store replaces whole
+//   chunks, so the clean neighbours inside the chunk must come along. Only a dirty chunk that
+//   reads entirely as zeros (every extent in it zero or a zero-reading hole) becomes a zero
+//   marker; leaving it out would let the parent's stale data win when the chain is resolved.
+//   (A zero write that covers part of a chunk must not turn the rest of it into zeros.)
+// - An extent 'reads as zero' when base:allocation says so (NBD_STATE_ZERO, or kind zero/hole
+//   when the caller has no separate flag). A HOLE without ZERO has undefined contents: data.
 
 export interface PlanExtent {
   offset: number;
   length: number;
   dirty: boolean;
   kind: 'data' | 'zero' | 'hole';
+  /** NBD_STATE_ZERO; when absent, 'zero' and 'hole' extents are taken to read as zeros. */
+  zero?: boolean;
+}
+
+function readsAsZero(e: PlanExtent): boolean {
+  return e.zero ?? e.kind !== 'data';
 }
 
 export type ChunkAction = 'read' | 'zero';
@@ -37,22 +48,24 @@ export interface PlanOptions {
 export function planChunks(extents: readonly PlanExtent[], opts: PlanOptions): ChunkPlan {
   const { chunkSize, diskSize, level } = opts;
   if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`bad chunk size ${chunkSize}`);
-  // Per touched chunk: 1 = relevant but no data seen (zero), 2 = has data (read).
-  const state = new Map<number, 1 | 2>();
-  for (const e of extents) {
-    if (e.length <= 0) continue;
-    if (level === 'incremental' && !e.dirty) continue;
+  // Chunks that matter (full: all; incremental: those a dirty extent touches), and chunks
+  // that may hold data anywhere in them.
+  const touched = new Set<number>();
+  const hasData = new Set<number>();
+  const each = (e: PlanExtent, fn: (i: number) => void): void => {
     const start = Math.max(0, e.offset);
     const end = Math.min(diskSize, e.offset + e.length);
-    if (end <= start) continue;
-    const first = Math.floor(start / chunkSize);
+    if (e.length <= 0 || end <= start) return;
     const last = Math.floor((end - 1) / chunkSize);
-    const mark: 1 | 2 = e.kind === 'data' ? 2 : 1;
-    if (level === 'full' && mark === 1) continue;
-    for (let i = first; i <= last; i++) {
-      if (mark === 2 || state.get(i) !== 2) state.set(i, mark);
-    }
+    for (let i = Math.floor(start / chunkSize); i <= last; i++) fn(i);
+  };
+  for (const e of extents) {
+    if (!readsAsZero(e)) each(e, (i) => hasData.add(i));
+    if (level === 'incremental' && e.dirty) each(e, (i) => touched.add(i));
   }
+  const state = new Map<number, 1 | 2>();
+  if (level === 'full') for (const i of hasData) state.set(i, 2);
+  else for (const i of touched) state.set(i, hasData.has(i) ? 2 : 1);
   const indices = [...state.keys()].sort((a, b) => a - b);
   let bytesToRead = 0;
   const chunks = indices.map((index) => {

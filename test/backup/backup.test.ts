@@ -77,6 +77,8 @@ describe('backup of a running domain with qcow2 and raw disks', () => {
     // Since the full: vda chunk 0 and vdb chunks 0-1 were written during the full's job.
     await dom.writeRandom('vda', 5 * MiB + 100, 200, 7); // dirties chunk 5
     await dom.writeZeroes('vda', MiB, 2 * MiB, { unmap: true }); // chunks 1-2: data -> zero, not read
+    // A zero write inside a chunk whose rest holds data: the chunk is read, its data kept.
+    await dom.writeZeroes('vda', 10 * MiB + 65536, 65536); // chunk 10 (holds the earlier 70 kB write)
     const before = await shas();
     const r = await backup();
     expected.set(r.id, before);
@@ -84,7 +86,7 @@ describe('backup of a running domain with qcow2 and raw disks', () => {
     expect(r.parent).toBe(results[0]?.id);
     const vda = r.disks.find((d) => d.name === 'vda');
     const vdb = r.disks.find((d) => d.name === 'vdb');
-    expect(vda?.bytesRead).toBe(2 * MiB); // chunks 0 and 5
+    expect(vda?.bytesRead).toBe(3 * MiB); // chunks 0, 5 and 10
     expect(vdb?.bytesRead).toBe(2 * MiB); // chunks 0 and 1
     // Housekeeping: only the newest checkpoint is left.
     expect(await dom.libvirt.checkpointList(dom.name)).toEqual([r.checkpoint]);
