@@ -2,7 +2,7 @@
 // directory. After a crash the final name holds either nothing or the complete file, never a
 // prefix; after the directory fsync the name itself survives power loss. Temporary names carry
 // host and pid (tmpName) so leftovers of dead processes can be recognised and removed by gc.
-import { close, closeSync, constants, fsync, openSync, unlinkSync, writevSync } from 'node:fs';
+import { closeSync, constants, fsync, mkdirSync, openSync, renameSync, unlinkSync, writevSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -113,13 +113,14 @@ export async function writeStreamAtomic(
 }
 
 const fsyncFd = promisify(fsync);
-const closeFd = promisify(close);
 
 /**
  * writeFileAtomic for worker threads that must not wait on the disk: the bytes are written at
- * once (a copy into the page cache, so `parts` may be reused when this returns), and the
- * durable part (fsync, rename, directory fsync) runs on libuv's thread pool; the promise
- * settles when the file is durable under its final name.
+ * once (a copy into the page cache, so `parts` may be reused when this returns); the two
+ * fsyncs, of the file and then of its directory, run on libuv's thread pool, and the cheap
+ * steps between them (close, rename, open) run inline: each thread-pool round trip costs
+ * two context switches, which on a 2-core machine is measurable per chunk. The promise settles
+ * when the file is durable under its final name.
  */
 export function writeFileAtomicDeferred(
   tmpDir: string,
@@ -138,24 +139,37 @@ export function writeFileAtomicDeferred(
     }
   } catch (e) {
     closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // already gone
-    }
+    removeQuietly(tmp);
     throw e;
   }
+  const dir = dirname(finalPath);
   return (async () => {
     try {
       await fsyncFd(fd);
     } finally {
-      await closeFd(fd);
+      closeSync(fd);
     }
-    await ensureDir(dirname(finalPath), knownDirs);
-    await rename(tmp, finalPath);
-    await fsyncDir(dirname(finalPath));
-  })().catch(async (e: unknown) => {
-    await unlink(tmp).catch(() => undefined);
+    if (knownDirs?.has(dir) !== true) {
+      if (mkdirSync(dir, { recursive: true }) !== undefined) await fsyncDir(dirname(dir));
+      knownDirs?.add(dir);
+    }
+    renameSync(tmp, finalPath);
+    const dfd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await fsyncFd(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  })().catch((e: unknown) => {
+    removeQuietly(tmp);
     throw e;
   });
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
 }
