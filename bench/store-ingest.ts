@@ -163,6 +163,55 @@ function runCeiling(): { all: number; perKind: Record<Kind, number>; zeroSkip: n
   return { all, perKind, zeroSkip: perKind.random + perKind.text + zeroCheck };
 }
 
+// --- what two threads can do ------------------------------------------------------------
+// The same hash+compress loop over the random and text chunks, split across two threads at
+// once: how far this machine's cores scale in parallel, independent of the pipeline's design.
+const PARALLEL_SRC = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { createRequire } = require('node:module');
+const req = createRequire(workerData.root + '/package.json');
+const { blake3 } = req('@napi-rs/blake-hash');
+const { Compressor } = req('zstd-napi');
+const c = new Compressor();
+c.setParameters({ compressionLevel: 3 });
+const { bases, text, chunkSize, random, texts, part, parts } = workerData;
+const buf = Buffer.alloc(chunkSize);
+const t0 = performance.now();
+let sink = 0;
+for (let i = part; i < random; i += parts) {
+  const d = Buffer.from(bases[i % bases.length]);
+  d.writeUInt32LE(i, 0);
+  sink ^= blake3(d)[0] ^ c.compress(d).length;
+}
+for (let i = part; i < texts; i += parts) {
+  const off = ((i * 7919) % 4096) * 1024;
+  Buffer.from(text.buffer, text.byteOffset + off, chunkSize).copy(buf);
+  sink ^= blake3(buf)[0] ^ c.compress(buf).length;
+}
+parentPort.postMessage({ seconds: (performance.now() - t0) / 1000, sink });
+`;
+
+async function runParallel(threads: number): Promise<number> {
+  const { Worker } = await import('node:worker_threads');
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const random = plan[0]?.chunks ?? 0;
+  const texts = plan[1]?.chunks ?? 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: threads }, (_, part) => {
+      const w = new Worker(PARALLEL_SRC, {
+        eval: true,
+        workerData: { root, bases: randomBases, text: textPool, chunkSize, random, texts, part, parts: threads },
+      });
+      return new Promise((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }).finally(() => void w.terminate());
+    }),
+  );
+  return (performance.now() - t0) / 1000;
+}
+
 function mbps(bytes: number, s: number): string {
   return `${(bytes / 1e6 / s).toFixed(0)} MB/s`;
 }
@@ -174,6 +223,8 @@ const genSeconds = (performance.now() - genStart) / 1000;
 
 const p = await runPipeline();
 const ceil = runCeiling();
+const par1 = await runParallel(1);
+const par2 = await runParallel(2);
 const bytesOf = (k: Kind): number => (plan.find((x) => x.kind === k)?.chunks ?? 0) * chunkSize;
 
 console.log(`load average before/after: ${loadBefore} / ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores: other processes skew every number)`);
@@ -188,3 +239,8 @@ console.log(`single-core hash+compress ceiling (blake3 + zstd level 3, every chu
 for (const k of ['random', 'text', 'zero'] as const) console.log(`  ${k.padEnd(6)} ${mbps(bytesOf(k), ceil.perKind[k])}`);
 console.log(`single-core ceiling with zero chunks skipped by memcmp: ${ceil.zeroSkip.toFixed(2)} s = ${mbps(totalBytes, ceil.zeroSkip)}`);
 console.log(`pipeline / ceiling: ${(ceil.all / p.seconds).toFixed(2)}x; pipeline / zero-skipping ceiling: ${(ceil.zeroSkip / p.seconds).toFixed(2)}x`);
+const nonZero = bytesOf('random') + bytesOf('text');
+console.log(
+  `hardware check, hash+compress of the random and text chunks in worker threads: 1 thread ${mbps(nonZero, par1)}, ` +
+    `2 threads at once ${mbps(nonZero, par2)} (${(par1 / par2).toFixed(2)}x)`,
+);
