@@ -8,7 +8,6 @@
 // Otherwise the backup is full. The log says which, and why.
 import { join } from 'node:path';
 import { errorMessage } from '../errors.js';
-import { QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/index.js';
 import type { BackupRecord, BackupWriter } from '../store/index.js';
 import { newBackupId } from '../store/index.js';
 import { currentOwner } from '../store/owner.js';
@@ -16,8 +15,7 @@ import { CHECKPOINT_PREFIX } from './checkpoints.js';
 import type { Decision } from './decide.js';
 import { createJobDir, DEFAULT_SCRATCH_DIR } from './job-dir.js';
 import { imageInfo, startQemuNbd, type QemuNbdExport } from './qemu-nbd.js';
-import { readDisk } from './read-disk.js';
-import { diskResults, type BackupDeps, type BackupOptions, type BackupResult, type DiskPlan } from './run.js';
+import { beginRecord, diskResults, readSelectedDisk, type BackupDeps, type BackupOptions, type BackupResult, type DiskPlan } from './run.js';
 
 export interface OfflineInput {
   domain: string;
@@ -72,15 +70,7 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
   let writer: BackupWriter | undefined;
   const exports: QemuNbdExport[] = [];
   try {
-    writer = await repo.beginBackup({
-      id,
-      domain,
-      level: decision.level,
-      parentId,
-      checkpoint,
-      disks: disks.map((d) => ({ name: d.name, size: d.size })),
-      domainXml: input.inactiveXml,
-    });
+    writer = await beginRecord(repo, { id, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
     const timings = await Promise.all(
       disks.map(async (d): Promise<{ name: string; seconds: number }> => {
         const incremental = decision.level === 'incremental' && d.incrementalCapable;
@@ -94,21 +84,8 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
           signal,
         });
         exports.push(exp);
-        const started = performance.now();
-        await readDisk({
-          domain,
-          disk: d.name,
-          target: { socketPath: exp.socket, exportName: exp.exportName },
-          level: decision.level,
-          dirtyBitmap: bitmap === undefined ? undefined : `${QEMU_DIRTY_BITMAP_PREFIX}${bitmap}`,
-          chunkSize: repo.config.chunkSize,
-          size: d.size,
-          writer: writer as BackupWriter,
-          connections: opts.connections ?? 4,
-          signal,
-          onProgress: opts.onProgress,
-        });
-        return { name: d.name, seconds: (performance.now() - started) / 1000 };
+        const target = { socketPath: exp.socket, exportName: exp.exportName };
+        return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts }, d, target, bitmap);
       }),
     );
     const record = await writer.complete({});

@@ -13,7 +13,7 @@ import { parseBackupXml, buildBackupXml, type BackupDiskSpec } from '../libvirt/
 import { buildCheckpointXml } from '../libvirt/checkpoint-xml.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import type { Libvirt } from '../libvirt/libvirt.js';
-import { QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/index.js';
+import { QEMU_DIRTY_BITMAP_PREFIX, type NbdTarget } from '../nbd/index.js';
 import { newBackupId, type BackupRecord, type BackupWriter, type Repository } from '../store/index.js';
 import { currentOwner } from '../store/owner.js';
 import { decideLevel, type Decision, type RequestedLevel } from './decide.js';
@@ -136,15 +136,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   let jobStarted = false;
   let checkpointCreated = false;
   try {
-    writer = await repo.beginBackup({
-      id,
-      domain,
-      level: decision.level,
-      parentId,
-      checkpoint,
-      disks: disks.map((d) => ({ name: d.name, size: d.size })),
-      domainXml: input.inactiveXml,
-    });
+    writer = await beginRecord(repo, { id, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
     const diskSpecs: BackupDiskSpec[] = [
       ...disks.map(
         (d): BackupDiskSpec => ({
@@ -188,22 +180,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
         if (incremental && jd.exportBitmap === null) {
           throw new PullbackError('BACKUP_FAILED', `domain ${domain}, disk ${d.name}: the incremental job exports no dirty bitmap`);
         }
-        const started = performance.now();
-        await readDisk({
-          domain,
-          disk: d.name,
-          target: { socketPath: jobDir.socket, exportName: jd.exportName },
-          // A disk without a bitmap inside an incremental is read whole and every chunk recorded.
-          level: decision.level,
-          dirtyBitmap: incremental ? `${QEMU_DIRTY_BITMAP_PREFIX}${jd.exportBitmap}` : undefined,
-          chunkSize: repo.config.chunkSize,
-          size: d.size,
-          writer: writer as BackupWriter,
-          connections: opts.connections ?? 4,
-          signal,
-          onProgress: opts.onProgress,
-        });
-        return { name: d.name, seconds: (performance.now() - started) / 1000 };
+        const target = { socketPath: jobDir.socket, exportName: jd.exportName };
+        const bitmap = incremental ? (jd.exportBitmap ?? undefined) : undefined;
+        return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts }, d, target, bitmap);
       }),
     );
     const cpXml = checkpointCreated ? await libvirt.checkpointDumpXml(domain, checkpoint) : undefined;
@@ -234,6 +213,42 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     await jobDir.remove().catch(() => undefined);
     throw e;
   }
+}
+
+/** Opens the repository record of a backup (status running). */
+export function beginRecord(
+  repo: Repository,
+  r: { id: string; domain: string; level: 'full' | 'incremental'; parentId: string | null; checkpoint: string; disks: DiskPlan[]; domainXml: string },
+): Promise<BackupWriter> {
+  return repo.beginBackup({ ...r, disks: r.disks.map((d) => ({ name: d.name, size: d.size })) });
+}
+
+/**
+ * Reads one disk from its NBD export into the backup. With `bitmap` (the export's dirty
+ * bitmap name) only dirty chunks are read; without it inside an incremental (a disk with no
+ * bitmap, e.g. raw) the disk is read whole and every chunk recorded.
+ */
+export async function readSelectedDisk(
+  c: { domain: string; level: 'full' | 'incremental'; repo: Repository; writer: BackupWriter; opts: BackupOptions },
+  d: DiskPlan,
+  target: NbdTarget,
+  bitmap: string | undefined,
+): Promise<{ name: string; seconds: number }> {
+  const started = performance.now();
+  await readDisk({
+    domain: c.domain,
+    disk: d.name,
+    target,
+    level: c.level,
+    dirtyBitmap: bitmap === undefined ? undefined : `${QEMU_DIRTY_BITMAP_PREFIX}${bitmap}`,
+    chunkSize: c.repo.config.chunkSize,
+    size: d.size,
+    writer: c.writer,
+    connections: c.opts.connections ?? 4,
+    signal: c.opts.signal,
+    onProgress: c.opts.onProgress,
+  });
+  return { name: d.name, seconds: (performance.now() - started) / 1000 };
 }
 
 /** Per-disk figures: the store's final statistics (after every chunk landed) and read time. */
