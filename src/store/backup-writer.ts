@@ -19,7 +19,7 @@ import { fromHex, isAllZero } from './hash.js';
 import { translateDbError } from './index-db.js';
 import { chunkPath, manifestPath } from './layout.js';
 import type { RepoLock } from './lock.js';
-import { writeManifest } from './manifest.js';
+import { manifestMeta, writeManifest } from './manifest.js';
 import { abortError, type WorkerPool } from './worker-pool.js';
 import type { BackupRecord, BackupWriter, DiskStats, IngestProgress } from './types.js';
 
@@ -183,20 +183,7 @@ export class Writer implements BackupWriter {
       }
       const row = idb.backupRow(this.id);
       if (row === undefined) throw new PullbackError('REPO_CORRUPT', `backup ${this.id} vanished from the index`);
-      const meta = {
-        manifestVersion: 1 as const,
-        chunkSize: config.chunkSize,
-        backup: {
-          id: row.id,
-          domain: row.domain,
-          time: new Date(row.time_ms).toISOString(),
-          level: row.level,
-          parentId: row.parent_id,
-          checkpoint: row.checkpoint,
-          ...(row.domain_xml !== null ? { domainXml: row.domain_xml } : {}),
-          ...(row.checkpoint_xml !== null ? { checkpointXml: row.checkpoint_xml } : {}),
-        },
-      };
+      const meta = manifestMeta(row, config.chunkSize);
       const disks = [...this.disks.values()].map((d) => ({ id: d.id, stats: { ...d.stats } }));
       await writeManifest(idb.db, layout.tmp, manifestPath(layout.manifests, this.id), meta, disks);
       opts.signal?.throwIfAborted();

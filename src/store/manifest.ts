@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { CompressStream, DecompressStream } from 'zstd-napi';
 import { writeAll, writeStreamAtomic } from './atomic-file.js';
 import { DIGEST_BYTES } from './hash.js';
-import type { DB } from './index-db.js';
+import type { BackupRow, DB } from './index-db.js';
 import type { BackupLevel, DiskStats } from './types.js';
 
 const MAGIC = Buffer.from('PBMANIF1');
@@ -38,6 +38,27 @@ export interface ManifestMeta {
     checkpointXml?: string;
   };
   disks: Array<DiskStats & { rows: number }>;
+}
+
+/**
+ * A manifest's metadata for a backup, from its index row alone: the completing writer and the
+ * rewrite after a removal must produce the same fields, so both call this.
+ */
+export function manifestMeta(row: BackupRow, chunkSize: number): Omit<ManifestMeta, 'disks'> {
+  return {
+    manifestVersion: 1,
+    chunkSize,
+    backup: {
+      id: row.id,
+      domain: row.domain,
+      time: new Date(row.time_ms).toISOString(),
+      level: row.level,
+      parentId: row.parent_id,
+      checkpoint: row.checkpoint,
+      ...(row.domain_xml !== null ? { domainXml: row.domain_xml } : {}),
+      ...(row.checkpoint_xml !== null ? { checkpointXml: row.checkpoint_xml } : {}),
+    },
+  };
 }
 
 export interface ManifestRow {

@@ -6,27 +6,14 @@ import { PullbackError } from '../errors.js';
 import type { StoreContext } from './context.js';
 import { diskStats, type BackupRow } from './index-db.js';
 import { manifestPath } from './layout.js';
-import { writeManifest } from './manifest.js';
+import { manifestMeta, writeManifest } from './manifest.js';
 
 export async function rewriteManifest(ctx: StoreContext, row: BackupRow): Promise<void> {
   const { idb, layout, config } = ctx;
   if (row.status !== 'complete') {
     throw new PullbackError('INTERNAL', `rewriteManifest: backup ${row.id} is ${row.status}, not complete`);
   }
-  const meta = {
-    manifestVersion: 1 as const,
-    chunkSize: config.chunkSize,
-    backup: {
-      id: row.id,
-      domain: row.domain,
-      time: new Date(row.time_ms).toISOString(),
-      level: row.level,
-      parentId: row.parent_id,
-      checkpoint: row.checkpoint,
-      ...(row.domain_xml !== null ? { domainXml: row.domain_xml } : {}),
-      ...(row.checkpoint_xml !== null ? { checkpointXml: row.checkpoint_xml } : {}),
-    },
-  };
+  const meta = manifestMeta(row, config.chunkSize);
   const disks = idb.diskRows(row.id).map((d) => ({ id: d.id, stats: diskStats(d) }));
   await writeManifest(idb.db, layout.tmp, manifestPath(layout.manifests, row.id), meta, disks);
 }
