@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repository, parseSize, type BackupRecord } from '../src/store/index.js';
+import { xorshift } from '../test/helpers/seeded-random.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,23 +27,10 @@ const writesPerRound = Number(arg('writes', '60'));
 const sizes = arg('sizes', '256K,1M,4M').split(',').map(parseSize);
 const parent = arg('dir', tmpdir());
 
-/** Deterministic PRNG so every chunk size sees the same writes. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
-
 const WORDS = 'the of and to in is was for on that with as by at from kernel page inode block journal log entry user id'.split(' ');
 const textPool = Buffer.alloc(16 * MiB);
 {
-  const r = prng(99);
+  const r = xorshift(99);
   let o = 0;
   while (o < textPool.length - 32) {
     const w = WORDS[Math.floor(r() * WORDS.length)] ?? 'x';
@@ -59,7 +47,7 @@ interface Write {
 
 /** The write sets: round 0 fills 60% of the disk (the "installed system"), later rounds are incrementals. */
 function plan(): Write[][] {
-  const r = prng(12345);
+  const r = xorshift(12345);
   const out: Write[][] = [];
   const align = (n: number): number => Math.floor(n / (4 * KiB)) * 4 * KiB;
   const base: Write[] = [];

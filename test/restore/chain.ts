@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { BackupRecord, Repository } from '../../src/store/index.js';
 import { seededChunk, textChunk } from '../store/helpers.js';
+import { xorshift } from '../helpers/seeded-random.js';
 
 export interface ChainDisk {
   name: string;
@@ -20,19 +21,6 @@ export interface ChainStep {
   record: BackupRecord;
   /** Disk name -> the guest content at this backup (copies). */
   images: Record<string, Buffer>;
-}
-
-/** xorshift, so chains are the same in every run. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
 }
 
 export function sha256(b: Uint8Array): string {
@@ -50,7 +38,7 @@ export interface ChainOptions {
 
 export async function buildChain(repo: Repository, opts: ChainOptions): Promise<ChainStep[]> {
   const cs = repo.config.chunkSize;
-  const rand = rng(opts.seed);
+  const rand = xorshift(opts.seed);
   const pick = (n: number): number => Math.floor(rand() * n);
   let serial = opts.seed * 1000;
   const models = new Map(opts.disks.map((d) => [d.name, Buffer.alloc(d.size)]));

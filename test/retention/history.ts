@@ -9,7 +9,7 @@
 // every backup; tests also restore through restoreBackup for the real path.
 import { createHash } from 'node:crypto';
 import type { Repository } from '../../src/store/index.js';
-import { seededBytes } from '../helpers/seeded-random.js';
+import { seededBytes, xorshift } from '../helpers/seeded-random.js';
 
 export interface HistoryDisk {
   name: string;
@@ -36,23 +36,11 @@ export interface HistoryOptions {
   seed: number;
 }
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
-
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 export async function buildHistory(repo: Repository, opts: HistoryOptions): Promise<HistoryBackup[]> {
   const cs = repo.config.chunkSize;
-  const rand = rng(opts.seed);
+  const rand = xorshift(opts.seed);
   const pick = (n: number): number => Math.floor(rand() * n);
   let serial = opts.seed * 100_000;
   const models = new Map(opts.disks.map((d) => [d.name, Buffer.alloc(d.size)]));
