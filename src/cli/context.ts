@@ -18,6 +18,9 @@ export function repoFrom(opt: string | undefined): string {
   return repo;
 }
 
+/** commander option parser for repeatable options (--disk vda --disk vdb). */
+export const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
 export class UsageError extends Error {
   override name = 'UsageError';
 }

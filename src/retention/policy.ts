@@ -47,7 +47,8 @@ export interface Decision {
 
 export type PeriodUnit = 'hourly' | 'daily' | 'weekly' | 'monthly' | 'yearly';
 
-const COUNT_RULES = [
+/** The counting rules: policy key and the name used in reasons and CLI flags (--keep-<name>). */
+export const COUNT_RULES = [
   ['keepLast', 'last'],
   ['keepHourly', 'hourly'],
   ['keepDaily', 'daily'],

@@ -4,7 +4,7 @@ import { runBackup, type BackupResult } from '../../backup/run.js';
 import { DEFAULT_SCRATCH_DIR } from '../../backup/job-dir.js';
 import { VirshLibvirt } from '../../libvirt/virsh.js';
 import { Repository } from '../../store/index.js';
-import { repoFrom, UsageError, type CliContext } from '../context.js';
+import { collect, repoFrom, UsageError, type CliContext } from '../context.js';
 import { diskProgress, formatBytes } from '../progress.js';
 
 interface BackupOpts {
@@ -18,8 +18,6 @@ interface BackupOpts {
   connections: string;
   json?: boolean;
 }
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 export function register(program: Command, ctx: CliContext): void {
   program

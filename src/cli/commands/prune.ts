@@ -4,11 +4,11 @@
 import type { Command } from 'commander';
 import { isPullbackError } from '../../errors.js';
 import { durationMs, parseDuration } from '../../retention/duration.js';
-import { isEmptyPolicy, type RetentionPolicy } from '../../retention/policy.js';
+import { COUNT_RULES, isEmptyPolicy, type RetentionPolicy } from '../../retention/policy.js';
 import { pruneRepository } from '../../retention/prune.js';
 import { pruneJson, pruneText } from '../../retention/prune-report.js';
 import { Repository } from '../../store/index.js';
-import { repoFrom, UsageError, type CliContext } from '../context.js';
+import { collect, repoFrom, UsageError, type CliContext } from '../context.js';
 
 interface PruneOpts {
   repo?: string;
@@ -25,16 +25,6 @@ interface PruneOpts {
   json?: boolean;
 }
 
-const COUNTS = [
-  ['keepLast', 'last'],
-  ['keepHourly', 'hourly'],
-  ['keepDaily', 'daily'],
-  ['keepWeekly', 'weekly'],
-  ['keepMonthly', 'monthly'],
-  ['keepYearly', 'yearly'],
-] as const;
-
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 function count(flag: string, text: string): number {
   if (text === 'unlimited') return Infinity;
@@ -43,9 +33,9 @@ function count(flag: string, text: string): number {
 }
 
 /** The policy the options describe; a usage error if it is empty or malformed. */
-export function policyFromOptions(opts: Partial<Record<(typeof COUNTS)[number][0] | 'keepWithin', string>>, now: Date): RetentionPolicy {
+export function policyFromOptions(opts: Partial<Record<(typeof COUNT_RULES)[number][0] | 'keepWithin', string>>, now: Date): RetentionPolicy {
   const policy: RetentionPolicy = {};
-  for (const [key, flag] of COUNTS) {
+  for (const [key, flag] of COUNT_RULES) {
     const v = opts[key];
     if (v !== undefined) policy[key] = count(flag, v);
   }
@@ -69,7 +59,7 @@ export function register(program: Command, ctx: CliContext): void {
     .description('remove backups a retention policy does not keep (retained backups stay restorable), then collect garbage')
     .option('--repo <dir>', 'repository directory (default: $PULLBACK_REPO)')
     .option('--domain <name>', 'only this domain (repeatable; default: every domain)', collect, []);
-  for (const [, flag] of COUNTS) {
+  for (const [, flag] of COUNT_RULES) {
     cmd.option(`--keep-${flag} <n>`, flag === 'last' ? 'keep the N newest backups' : `keep the newest backup of each of the N newest ${flag === 'daily' ? 'days' : flag.replace(/ly$/, 's')} with a backup`);
   }
   cmd
