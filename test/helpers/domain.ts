@@ -8,6 +8,14 @@
 // writes (guest-io.ts), so dirty bitmaps of checkpoints see them. Only write through this
 // helper, or the reference goes stale.
 //
+// Discard (`discard`) is advisory in QEMU, and what it zeroes depends on the image format
+// (measured with qemu-io and qemu-img convert, QEMU 7.2): a qcow2 image (v3, no backing file,
+// 64 KiB clusters) drops only the whole clusters inside the range, plus the partial cluster at
+// the end of a disk whose size is not a cluster multiple when the range reaches the disk's
+// end; those read back as zeroes, every other byte of the range keeps its data. A raw image
+// punches a hole in its file for exactly the range (reads back as zeroes). The reference
+// mirrors exactly that.
+//
 // Disk sizes must be positive multiples of 512 bytes (QEMU rounds image sizes up to whole
 // sectors; anything else would make the disk larger than its reference). They need not be
 // multiples of the 64 KiB qcow2 cluster; the last byte of a disk is writable.
@@ -42,6 +50,8 @@ export { cleanupStaleTestDomains, TEST_DOMAIN_PREFIX };
 const execFileP = promisify(execFile);
 
 const MiB = 1024 * 1024;
+/** The qcow2 cluster size the helper creates images with (QEMU's default, made explicit). */
+export const QCOW2_CLUSTER = 64 * 1024;
 
 export interface TestDomainOptions {
   /** Default: unique 'pbtest-<random>'. */
@@ -71,6 +81,8 @@ export interface TestDomain {
   readonly libvirt: Libvirt;
   write(target: string, offset: number, data: Buffer): Promise<void>;
   writeZeroes(target: string, offset: number, length: number, opts?: { unmap?: boolean }): Promise<void>;
+  /** Guest discard (TRIM/UNMAP) of the range; the reference zeroes what the format drops (header). */
+  discard(target: string, offset: number, length: number): Promise<void>;
   /** Writes random bytes (deterministic when `seed` is given) and returns them. */
   writeRandom(target: string, offset: number, length: number, seed?: number): Promise<Buffer>;
   reference(target: string): string;
@@ -190,7 +202,9 @@ class Domain implements TestDomain {
 
   async createDisk(d: TestDomainDisk): Promise<void> {
     this.created.push(d.path, this.reference(d.target));
-    if (d.format === 'qcow2') await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', d.path, String(d.size)]);
+    if (d.format === 'qcow2') {
+      await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${QCOW2_CLUSTER}`, d.path, String(d.size)]);
+    }
     else await sparseFile(d.path, d.size);
     await sparseFile(this.reference(d.target), d.size);
   }
@@ -222,6 +236,18 @@ class Domain implements TestDomain {
       await this.qemuIo(disk, `write -z${opts.unmap === true ? ' -u' : ''} ${offset} ${length}`, offset, length);
       // Punching a hole reads back as zeroes and keeps the reference sparse.
       await execFileP('fallocate', ['--punch-hole', '--offset', String(offset), '--length', String(length), this.reference(target)]);
+    });
+  }
+
+  async discard(target: string, offset: number, length: number): Promise<void> {
+    const disk = this.checkedDisk(target, offset, length);
+    if (length === 0) return;
+    await this.serialized(async () => {
+      await this.qemuIo(disk, `discard ${offset} ${length}`, offset, length);
+      const [from, to] = discardedRange(disk, offset, length);
+      if (to > from) {
+        await execFileP('fallocate', ['--punch-hole', '--offset', String(from), '--length', String(to - from), this.reference(target)]);
+      }
     });
   }
 
@@ -334,6 +360,16 @@ class Domain implements TestDomain {
     if (info.id !== null) this.aliases = map;
     return map;
   }
+}
+
+/** [from, to): the bytes a discard of [offset, offset + length) turns into zeroes (header). */
+export function discardedRange(disk: Pick<TestDomainDisk, 'format' | 'size'>, offset: number, length: number): [number, number] {
+  const end = offset + length;
+  if (disk.format === 'raw') return [offset, end];
+  const c = QCOW2_CLUSTER;
+  const from = Math.ceil(offset / c) * c;
+  const to = end === disk.size ? end : Math.floor(end / c) * c;
+  return [from, Math.max(from, to)];
 }
 
 async function sparseFile(path: string, size: number): Promise<void> {

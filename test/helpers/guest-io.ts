@@ -12,7 +12,8 @@
 // qcow2 image's persistent, enabled bitmaps on open, so such writes are recorded too.
 //
 // qemu-io takes byte offsets and lengths with no alignment requirement (the block layer does
-// read-modify-write), up to the disk's virtual size. Its command line is split on spaces,
+// read-modify-write), up to the disk's virtual size. Its result line starts with "wrote" for
+// `write` (also `write -z [-u]`) and with "discard" for `discard`. Its command line is split on spaces,
 // so paths must not contain whitespace or quotes.
 import { execFile } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
@@ -31,13 +32,13 @@ export interface GuestIoTarget {
   logPath: string | null;
 }
 
-/** Runs one qemu-io command (e.g. "write -s FILE 0 512") on a running domain's disk. */
+/** Runs one qemu-io command (e.g. "write -s FILE 0 512", "discard 0 65536") on a running domain's disk. */
 export async function qemuIoLive(t: GuestIoTarget, cmd: string, offset: number, length: number): Promise<void> {
   const from = t.logPath === null ? 0 : await sizeOf(t.logPath);
   const qom = `/machine/peripheral/${t.alias}/virtio-backend`;
   const out = await t.libvirt.monitorCommand(t.domain, `qemu-io -d ${qom} "${cmd}"`, { hmp: true });
   if (out.trim() !== '') throw new Error(`qemu-io on ${t.domain} ${t.alias} "${cmd}": ${out.trim()}`);
-  if (t.logPath !== null) await confirmInLog(t.logPath, from, offset, length, `${t.domain} ${t.alias} "${cmd}"`);
+  if (t.logPath !== null) await confirmInLog(t.logPath, from, resultLine(cmd, offset, length), `${t.domain} ${t.alias} "${cmd}"`);
 }
 
 /** Runs one qemu-io command directly on an image that no QEMU has open. */
@@ -46,13 +47,14 @@ export async function qemuIoOffline(image: string, format: string, cmd: string, 
     const err = e as { stdout?: string; stderr?: string; message: string };
     throw new Error(`qemu-io -f ${format} -c "${cmd}" ${image} failed: ${(err.stderr ?? '') + (err.stdout ?? '') || err.message}`);
   });
-  if (!stdout.includes(resultLine(offset, length))) {
+  if (!stdout.includes(resultLine(cmd, offset, length))) {
     throw new Error(`qemu-io -f ${format} -c "${cmd}" ${image}: unexpected output: ${stdout.trim()}`);
   }
 }
 
-function resultLine(offset: number, length: number): string {
-  return `wrote ${length}/${length} bytes at offset ${offset}`;
+function resultLine(cmd: string, offset: number, length: number): string {
+  const verb = cmd.startsWith('discard') ? 'discard' : 'wrote';
+  return `${verb} ${length}/${length} bytes at offset ${offset}`;
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -63,8 +65,7 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
-async function confirmInLog(path: string, from: number, offset: number, length: number, what: string): Promise<void> {
-  const want = resultLine(offset, length);
+async function confirmInLog(path: string, from: number, want: string, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const text = await readFrom(path, from);

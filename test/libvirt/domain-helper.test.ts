@@ -85,6 +85,41 @@ describe('createTestDomain', () => {
     expect(() => dom.reference('vdq')).toThrow(/no disk vdq/);
   });
 
+  it('discard: the reference zeroes exactly what qcow2 and raw images drop, shut off and running', async () => {
+    const size = MiB + 512; // not a cluster multiple: the partial last cluster is a case of its own
+    const dom = await createTestDomain({ disks: [{ size }, { size, format: 'raw' }], start: false });
+    cleanups.push(() => dom.destroy());
+    const work = await mkdtemp(join(tmpdir(), 'pullback-helper-test-'));
+    cleanups.push(() => rm(work, { recursive: true, force: true }));
+    for (const d of dom.disks) await dom.writeRandom(d.target, 0, size, 20);
+
+    // Shut off (qemu-io on the image): unaligned head and tail, a range reaching the disk's end.
+    for (const d of dom.disks) {
+      await dom.discard(d.target, 1000, 200_000); // qcow2: only clusters 1-2 drop
+      await dom.discard(d.target, size - 70_000, 70_000); // reaches the end: the partial cluster drops
+    }
+    await dom.start();
+    for (const d of dom.disks) {
+      await dom.discard(d.target, 300_000, 40_000); // qcow2: inside one cluster, nothing drops
+      await dom.discard(d.target, 6 * 65_536, 2 * 65_536); // aligned: both clusters drop
+    }
+    await dom.shutdown();
+    for (const d of dom.disks) expect(await imageSha(d, work)).toBe(await dom.referenceSha256(d.target));
+
+    // The model really differs between formats and really zeroes something.
+    const zeroAt = async (target: string, offset: number): Promise<boolean> => {
+      const { stdout } = await execFileP('od', ['-An', '-v', '-tx1', '-j', String(offset), '-N', '4096', dom.reference(target)]);
+      return /^[\s0]*$/.test(stdout);
+    };
+    expect(await zeroAt('vda', 65_536)).toBe(true);
+    expect(await zeroAt('vda', 4096)).toBe(false); // head of a partial cluster kept its data
+    expect(await zeroAt('vdb', 4096)).toBe(true); // raw punched the exact range
+    expect(await zeroAt('vda', 300_000)).toBe(false);
+    expect(await zeroAt('vdb', 300_000)).toBe(true);
+    expect(await zeroAt('vda', size - 4096)).toBe(true);
+    expect(await zeroAt('vda', 6 * 65_536)).toBe(true);
+  });
+
   it('rejects disk sizes that are not whole sectors, leaving nothing behind', async () => {
     const before = await lv.listDomains();
     await expect(createTestDomain({ disks: [{ size: 1000 }] })).rejects.toThrow(/multiple of 512/);
