@@ -41,6 +41,8 @@ export interface FidelityOptions {
   extraRestores?: number;
   /** Set false to never restart libvirtd (e.g. when others share the daemon). */
   libvirtdRestarts?: boolean;
+  /** Polled between steps: true ends the run early, cleanly (run.ts sets it on SIGINT/SIGTERM). */
+  stop?: () => boolean;
   /** Each step log line as it is written. */
   onLog?: (line: string) => void;
 }
@@ -95,7 +97,7 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityResult
     ctx.note(`#0 seed ${opts.seed}: chunk size ${world.chunkSize}, domains ${world.domains.map((d) => `${d.name}[${d.disks.map((k) => `${k.target} ${k.format} ${k.size}`).join(', ')}]`).join(' ')}`);
     for (let i = 0; i < world.domains.length * 3; i++) await writesStep(ctx);
     flush();
-    for (ctx.step = 1; ctx.step <= opts.steps && Date.now() < deadline; ctx.step++) {
+    for (ctx.step = 1; ctx.step <= opts.steps && Date.now() < deadline && opts.stop?.() !== true; ctx.step++) {
       const kind = rng.weighted(weights);
       ctx.note(`#${ctx.step} ${kind}:`);
       try {

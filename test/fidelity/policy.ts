@@ -19,15 +19,17 @@ export interface Policy {
 
 export function randomPolicy(rng: Rng): Policy {
   const p: Policy = { args: [] };
-  const rules = rng.sample(['last', 'last', 'within', 'hourly', 'daily'] as const, rng.int(1, 2));
+  const rules = rng.sample(['last', 'last', 'last', 'within', 'hourly', 'daily'] as const, rng.int(1, 2));
   for (const r of rules) {
     if (r === 'last' && p.last === undefined) {
       p.last = rng.int(1, 4);
       p.args.push('--keep-last', String(p.last));
     } else if (r === 'within' && p.withinMs === undefined) {
-      const s = rng.pick([5, 20, 60, 180]);
-      p.withinMs = s * 1000;
-      p.args.push('--keep-within', `${s}s`);
+      // The smallest unit --keep-within takes is the hour, and a run's backups are minutes
+      // apart: this keeps every backup of the last 1-2 hours (and tests that it does).
+      const h = rng.int(1, 2);
+      p.withinMs = h * 3_600_000;
+      p.args.push('--keep-within', `${h}h`);
     } else if (r === 'hourly' && p.hourly === undefined) {
       p.hourly = rng.int(1, 2);
       p.args.push('--keep-hourly', String(p.hourly));

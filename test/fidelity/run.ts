@@ -51,6 +51,16 @@ function args(argv: string[]): Map<string, string> {
   return out;
 }
 
+// SIGINT/SIGTERM: finish the current step, clean up (domains, files), print the totals.
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    console.error(`${sig}: stopping after the current step (again to quit at once)`);
+  });
+}
+
 async function main(): Promise<number> {
   const a = args(process.argv.slice(2));
   const env = process.env;
@@ -64,7 +74,7 @@ async function main(): Promise<number> {
   const totals = { seeds: 0, failedSeeds: [] as number[], steps: 0, restores: 0, disksCompared: 0, backups: 0, kills: 0, writes: 0 };
   const started = Date.now();
   for (const seed of seeds) {
-    if (Date.now() >= totalEnd) break;
+    if (Date.now() >= totalEnd || stopping) break;
     const perSeed = durationText === undefined ? undefined : parseDuration(durationText);
     const left = totalEnd - Date.now();
     const durationMs = perSeed === undefined ? (left === Infinity ? undefined : left) : Math.min(perSeed, left);
@@ -76,6 +86,7 @@ async function main(): Promise<number> {
         domains: Number(a.get('domains') ?? 2),
         extraRestores: Number(a.get('extra-restores') ?? 1),
         libvirtdRestarts: !a.has('no-libvirtd-restart'),
+        stop: () => stopping,
         ...(quiet ? {} : { onLog: (l: string) => console.log(l) }),
       });
       totals.seeds++;

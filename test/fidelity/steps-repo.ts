@@ -13,11 +13,13 @@ import { FidelityViolation } from './verify.js';
 export async function pruneStep(ctx: Ctx, kill: boolean): Promise<void> {
   const { rng, world, model } = ctx;
   const policy = randomPolicy(rng);
-  const domain = rng.chance(0.25) ? rng.pick(world.domains).name : undefined;
+  const before = await world.pb.list();
+  // --domain only names domains with backups (an unknown domain is an error, docs/prune.md).
+  const known = world.domains.map((d) => d.name).filter((n) => before.some((b) => b.domain === n));
+  const domain = rng.chance(0.25) && known.length > 0 ? rng.pick(known) : undefined;
   const dryRun = rng.chance(0.15);
   const gc = rng.chance(0.75);
   const domains = domain === undefined ? world.domains.map((d) => d.name) : [domain];
-  const before = await world.pb.list();
   const args = world.pb.argsPrune(policy.args, { dryRun, gc, ...(domain === undefined ? {} : { domain }) });
   ctx.note(`prune ${args.slice(3).join(' ')}`);
   const run = start(args);
