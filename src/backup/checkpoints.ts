@@ -14,35 +14,40 @@ import type { BackupRecord } from '../store/index.js';
 
 export const CHECKPOINT_PREFIX = 'pullback.';
 
+/** Returns the domain's checkpoint names as libvirt has them afterwards. */
 export async function ensureBaseCheckpoint(
   domain: string,
-  base: BackupRecord,
+  base: BackupRecord | undefined,
   deps: { libvirt: Libvirt; log: (m: string) => void; running: boolean },
-): Promise<void> {
+): Promise<string[]> {
   const { libvirt, log } = deps;
-  if (base.checkpoint === '') return;
   const names = await libvirt.checkpointList(domain);
-  if (names.includes(base.checkpoint)) return;
-  if (base.checkpointXml === undefined || !deps.running) return;
+  if (base === undefined || base.checkpoint === '' || names.includes(base.checkpoint)) return names;
+  if (base.checkpointXml === undefined || !deps.running) return names;
   try {
     await libvirt.checkpointCreate(domain, checkpointXmlWithoutParent(base.checkpointXml), { redefine: true, validate: true });
     log(`domain ${domain}: libvirt had lost checkpoint ${base.checkpoint}; redefined it from backup ${base.id}`);
   } catch (e) {
     log(`domain ${domain}: checkpoint ${base.checkpoint} is missing and could not be redefined (${errorMessage(e)})`);
   }
+  return libvirt.checkpointList(domain);
 }
 
+/**
+ * `known`: the checkpoint names listed just before the backup began, parents first (saves
+ * listing them again; only this run creates pullback checkpoints of the domain meanwhile).
+ */
 export async function deleteOlderCheckpoints(
   domain: string,
   keep: string | undefined,
-  deps: { libvirt: Libvirt; log: (m: string) => void },
+  deps: { libvirt: Libvirt; log: (m: string) => void; known?: readonly string[] },
 ): Promise<string[]> {
   if (keep === undefined) return [];
   const { libvirt, log } = deps;
   const deleted: string[] = [];
-  let names: string[];
+  let names: readonly string[];
   try {
-    names = await libvirt.checkpointList(domain);
+    names = deps.known ?? (await libvirt.checkpointList(domain));
   } catch (e) {
     log(`domain ${domain}: could not list checkpoints for housekeeping: ${errorMessage(e)}`);
     return deleted;

@@ -81,6 +81,8 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
   const call = signal === undefined ? {} : { signal };
   const domain = opts.domain;
 
+  // One virsh process answers the questions below (virsh-batch.ts); each call then uses its answer.
+  await libvirt.prefetch(domain, ['version', 'state', 'inactiveXml', 'xml', 'job', 'checkpoints'], call);
   await libvirt.ping(call);
   const state = await libvirt.domainState(domain, call);
   const inactiveXml = await libvirt.dumpXml(domain, { ...call, inactive: true });
@@ -88,14 +90,15 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
   const liveXml = running ? await libvirt.dumpXml(domain, call) : inactiveXml;
   const selection = selectDisks(domain, parseDomainXml(liveXml).disks, { include: opts.disks, exclude: opts.excludeDisks });
   for (const m of selection.messages) log(m);
+  if (selection.selected.length > 1) await libvirt.prefetch(domain, selection.selected.map((d) => ({ capacity: d.name })), call);
   const disks: DiskPlan[] = [];
   for (const d of selection.selected) disks.push({ ...d, size: await libvirt.blockCapacity(domain, d.name, call) });
 
   if (running) await handleLeftoverJob(domain, { libvirt, repo, log });
 
   const base = repo.latestComplete(domain);
-  if (base !== undefined) await ensureBaseCheckpoint(domain, base, { libvirt, log, running });
-  const checkpoints = new Set(await libvirt.checkpointList(domain, call));
+  const checkpointNames = await ensureBaseCheckpoint(domain, base, { libvirt, log, running });
+  const checkpoints = new Set(checkpointNames);
   const decision = decideLevel({
     requested: opts.level ?? 'auto',
     base: base === undefined ? undefined : { id: base.id, checkpoint: base.checkpoint, disks: base.disks },
@@ -108,7 +111,7 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
     return backupOffline({ domain, decision, disks, base, inactiveXml, checkpoints, opts, deps });
   }
   log(`domain ${domain}: ${decision.level} backup (${decision.reason})`);
-  return backupLive({ domain, decision, disks, excluded: selection.excluded, inactiveXml, opts, deps });
+  return backupLive({ domain, decision, disks, excluded: selection.excluded, inactiveXml, checkpointNames, opts, deps });
 }
 
 interface LiveInput {
@@ -117,6 +120,8 @@ interface LiveInput {
   disks: DiskPlan[];
   excluded: string[];
   inactiveXml: string;
+  /** libvirt's checkpoints of the domain just before the job, parents first. */
+  checkpointNames: string[];
   opts: BackupOptions;
   deps: BackupDeps;
 }
@@ -164,10 +169,14 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
               ...input.excluded.map((name) => ({ name, checkpoint: false })),
             ],
           });
-    await libvirt.backupBegin(domain, backupXml, checkpointXml, signal === undefined ? {} : { signal });
+    // handleLeftoverJob has just made sure no job runs: backupBegin need not ask again.
+    await libvirt.backupBegin(domain, backupXml, checkpointXml, { ...(signal === undefined ? {} : { signal }), checkActiveJob: false });
     jobStarted = true;
     checkpointCreated = checkpointXml !== null;
 
+    // The checkpoint's XML is final once the job runs: fetch it while the disks are read.
+    const cpXmlPromise = checkpointCreated ? libvirt.checkpointDumpXml(domain, checkpoint) : Promise.resolve(undefined);
+    cpXmlPromise.catch(() => undefined); // awaited below; a failure then is reported there
     const job = parseBackupXml(await libvirt.backupDumpXml(domain));
     await opts.afterJobStart?.();
     const timings = await Promise.all(
@@ -185,12 +194,12 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
         return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts }, d, target, bitmap);
       }),
     );
-    const cpXml = checkpointCreated ? await libvirt.checkpointDumpXml(domain, checkpoint) : undefined;
+    const cpXml = await cpXmlPromise;
     const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
     await endJob(libvirt, domain, log);
     jobStarted = false;
     await jobDir.remove();
-    await deleteOlderCheckpoints(domain, checkpointCreated ? checkpoint : undefined, { libvirt, log });
+    await deleteOlderCheckpoints(domain, checkpointCreated ? checkpoint : undefined, { libvirt, log, known: input.checkpointNames });
     return {
       id: record.id,
       domain,

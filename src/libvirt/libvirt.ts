@@ -11,6 +11,12 @@ import type { DomainState, JobInfo, LibvirtVersion } from './virsh-output.js';
 
 export type { DomainState, JobInfo, LibvirtVersion };
 
+/**
+ * A read-only question prefetch can answer ahead: version (ping), domain state, live and
+ * inactive XML, the current job, the checkpoint list, a disk's capacity.
+ */
+export type PrefetchQuery = 'version' | 'state' | 'xml' | 'inactiveXml' | 'job' | 'checkpoints' | { capacity: string };
+
 export interface CallOptions {
   signal?: AbortSignal;
   /** Milliseconds before the call is abandoned (the virsh process is killed). */
@@ -72,6 +78,14 @@ export interface Libvirt {
   ): Promise<void>;
   /** Deletes a checkpoint and its bitmaps, or with `metadataOnly` only libvirt's record of it. */
   checkpointDelete(domain: string, checkpoint: string, opts?: CallOptions & { metadataOnly?: boolean }): Promise<void>;
+
+  /**
+   * Asks several read-only questions about `domain` at once, so that the matching calls that
+   * follow (ping, domainState, dumpXml, jobInfo, checkpointList, blockCapacity) answer without
+   * another round trip. Each answer is used once, and any call that changes something drops
+   * them all. Failures are not reported here: the call that uses the answer reports them.
+   */
+  prefetch(domain: string, queries: readonly PrefetchQuery[], opts?: CallOptions): Promise<void>;
 
   /** Runs a QEMU monitor command (QMP JSON, or HMP text with `hmp`) and returns its output. */
   monitorCommand(domain: string, command: string, opts?: CallOptions & { hmp?: boolean }): Promise<string>;

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { PullbackError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { resolveLibvirtUri } from './libvirt.js';
-import type { CallOptions, DomainState, JobInfo, Libvirt, LibvirtVersion } from './libvirt.js';
+import type { CallOptions, DomainState, JobInfo, Libvirt, LibvirtVersion, PrefetchQuery } from './libvirt.js';
+import { buildBatch, splitBatch, type BatchOutcome } from './virsh-batch.js';
 import { classifyVirshError, virshErrorLines } from './virsh-errors.js';
 import { parseBlockCapacity, parseDomState, parseJobInfo, parseNameList, parseVersion } from './virsh-output.js';
 
@@ -25,6 +26,11 @@ export interface VirshLibvirtOptions {
   defaultTimeoutMs?: number;
 }
 
+/** Commands that change nothing: only these may be answered from a prefetch (see run()). */
+const READ_ONLY = new Set(['version', 'list', 'domstate', 'dumpxml', 'domblkinfo', 'backup-dumpxml', 'domjobinfo', 'checkpoint-list', 'checkpoint-dumpxml']);
+
+const PREFETCH_TTL_MS = 10_000;
+
 /** backup-begin may wait 30 s for libvirt's state change lock before failing. */
 const BACKUP_BEGIN_TIMEOUT_MS = 90_000;
 
@@ -32,6 +38,12 @@ export class VirshLibvirt implements Libvirt {
   readonly uri: string;
   private readonly virsh: string;
   private readonly defaultTimeoutMs: number;
+  /**
+   * Prefetched answers by argv, each used once; any command that changes state clears them,
+   * and an answer older than PREFETCH_TTL_MS is asked again (a long-lived process such as
+   * `pullback run` must not act on a stale one).
+   */
+  private readonly prefetched = new Map<string, BatchOutcome & { at: number }>();
 
   constructor(opts: VirshLibvirtOptions = {}) {
     this.uri = resolveLibvirtUri(opts.uri);
@@ -168,6 +180,21 @@ export class VirshLibvirt implements Libvirt {
     return this.run(['qemu-monitor-command', '--domain', domain, ...extra, '--cmd', command], opts);
   }
 
+  async prefetch(domain: string, queries: readonly PrefetchQuery[], opts: CallOptions = {}): Promise<void> {
+    const argvs = queries.map((q) => queryArgs(domain, q));
+    const token = `@@pullback-${process.pid}-${Date.now().toString(36)}-`;
+    const script = buildBatch(argvs, token);
+    const r = await this.exec(['-q', '-c', this.uri, script], opts.timeoutMs ?? this.defaultTimeoutMs, opts.signal);
+    // Anything unusual (virsh missing, no connection, killed): cache nothing, and let each
+    // call run on its own and report its own error.
+    const outcomes = splitBatch(r.stdout, r.stderr, argvs.length, token);
+    if (outcomes === undefined) return;
+    argvs.forEach((argv, i) => {
+      const o = outcomes[i];
+      if (o !== undefined) this.prefetched.set(argv.join('\0'), { ...o, at: Date.now() });
+    });
+  }
+
   // ---- plumbing ----
 
   /** Runs virsh with `args` and returns stdout; failures become PullbackErrors (see libvirt.ts). */
@@ -177,6 +204,18 @@ export class VirshLibvirt implements Libvirt {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     if (opts.signal?.aborted === true) {
       return Promise.reject(new PullbackError('ABORTED', `${shown}: aborted before it started`, { cause: opts.signal.reason }));
+    }
+    if (!READ_ONLY.has(args[0] ?? '')) {
+      this.prefetched.clear();
+    } else {
+      const key = args.join('\0');
+      const hit = this.prefetched.get(key);
+      if (hit !== undefined) this.prefetched.delete(key);
+      if (hit !== undefined && Date.now() - hit.at <= PREFETCH_TTL_MS) {
+        if (virshErrorLines(hit.stderr).length === 0) return Promise.resolve(hit.stdout);
+        const err = Object.assign(new Error(`virsh failed: ${hit.stderr.trim()}`), { code: 1 }) as ExecFileException;
+        return Promise.reject(this.toError(err, shown, hit.stderr, timeoutMs, opts.signal));
+      }
     }
     return new Promise((resolve, reject) => {
       execFile(
@@ -196,6 +235,24 @@ export class VirshLibvirt implements Libvirt {
           }
           reject(this.toError(err, shown, String(stderr), timeoutMs, opts.signal));
         },
+      );
+    });
+  }
+
+  /** Runs virsh; never rejects: the exit status is the caller's to judge (prefetch). */
+  private exec(argv: string[], timeoutMs: number, signal: AbortSignal | undefined): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(
+        this.virsh,
+        argv,
+        {
+          env: { ...process.env, LC_ALL: 'C' },
+          timeout: timeoutMs,
+          killSignal: 'SIGKILL',
+          maxBuffer: 64 * 1024 * 1024,
+          ...(signal === undefined ? {} : { signal }),
+        },
+        (err, stdout, stderr) => resolve({ ok: err === null, stdout: String(stdout), stderr: String(stderr) }),
       );
     });
   }
@@ -226,6 +283,26 @@ export class VirshLibvirt implements Libvirt {
     const detail = lines.length > 0 ? lines.join('; ') : stderr.trim() || err.message;
     const code = classifyVirshError(stderr);
     return new PullbackError(code, `${shown} failed: ${detail}${hint(code, this.uri)}`, { cause: err });
+  }
+}
+
+/** The argv of the read-only method a prefetch query stands for: the same key run() looks up. */
+function queryArgs(domain: string, q: PrefetchQuery): string[] {
+  switch (q) {
+    case 'version':
+      return ['version'];
+    case 'state':
+      return ['domstate', '--domain', domain];
+    case 'xml':
+      return ['dumpxml', '--domain', domain];
+    case 'inactiveXml':
+      return ['dumpxml', '--domain', domain, '--inactive'];
+    case 'job':
+      return ['domjobinfo', '--domain', domain];
+    case 'checkpoints':
+      return ['checkpoint-list', '--domain', domain, '--name', '--topological'];
+    default:
+      return ['domblkinfo', '--domain', domain, '--device', q.capacity];
   }
 }
 

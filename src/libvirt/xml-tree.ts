@@ -6,7 +6,10 @@
 // instructions) is an *opaque* node kept verbatim. Values are never coerced to numbers —
 // libvirt writes '0x0000' and '007' and means strings. Round trip (parse → serialize) keeps
 // every element, attribute and comment; only the quote style changes (' → ").
-import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
+import { createRequire } from 'node:module';
+// fast-xml-parser's CommonJS entry is one bundled file; its ESM entry is ~40 modules that
+// take ~100 ms to load, a sixth of a no-change backup (measured: docs/benchmarks.md).
+const { XMLBuilder, XMLParser, XMLValidator } = createRequire(import.meta.url)('fast-xml-parser') as typeof import('fast-xml-parser');
 import { PullbackError } from '../errors.js';
 
 export interface XmlElement {

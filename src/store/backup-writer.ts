@@ -60,8 +60,12 @@ type State = 'running' | 'completing' | 'complete' | 'failed';
 export class Writer implements BackupWriter {
   readonly id: string;
   private readonly ctx: StoreContext;
-  /** Captured once: slots belong to this pool even if the repository starts a new one. */
-  private readonly pool: WorkerPool;
+  /**
+   * Captured at the first data chunk, then kept: slots belong to this pool even if the
+   * repository starts a new one. A backup with nothing to store (no change, or only zeros)
+   * never starts the worker threads, which cost a no-change incremental a sixth of its CPU.
+   */
+  private poolRef: WorkerPool | undefined;
   private readonly disks = new Map<string, DiskState>();
   private readonly lock: RepoLock;
   private readonly onDone: () => void;
@@ -86,7 +90,6 @@ export class Writer implements BackupWriter {
     onProgress?: (p: IngestProgress) => void,
   ) {
     this.ctx = ctx;
-    this.pool = ctx.pool();
     this.onProgress = onProgress;
     this.id = id;
     this.lock = lock;
@@ -118,6 +121,11 @@ export class Writer implements BackupWriter {
     this.updateDisk = db.prepare(
       `UPDATE disks SET bytes_read = ?, bytes_stored = ?, chunks_new = ?, chunks_deduped = ?, chunks_zero = ? WHERE id = ?`,
     );
+  }
+
+  private get pool(): WorkerPool {
+    this.poolRef ??= this.ctx.pool();
+    return this.poolRef;
   }
 
   async ingest(disk: string, chunkIndex: number, data: Buffer, opts: { signal?: AbortSignal } = {}): Promise<void> {
@@ -310,7 +318,8 @@ export class Writer implements BackupWriter {
 
   /** Batches commits: at once when a quarter of the slots wait, else after a few ms. */
   private scheduleFlush(): void {
-    const urgent = this.done.length >= Math.max(4, this.pool.slotCount >> 2) || this.waiters.length > 0;
+    const slots = this.poolRef?.slotCount ?? 0;
+    const urgent = this.done.length >= Math.max(4, slots >> 2) || this.waiters.length > 0;
     if (this.flushTimer !== undefined) {
       if (!urgent) return;
       clearTimeout(this.flushTimer as NodeJS.Timeout);

@@ -85,6 +85,52 @@ describe('VirshLibvirt on a live domain', () => {
     expect(parseDomainXml(await lv.dumpXml(dom.name, { inactive: true })).id).toBeNull();
   });
 
+  it('prefetch: one virsh process gives each call the same answer it gets on its own, failures included', async () => {
+    const direct = new VirshLibvirt();
+    const want = {
+      version: await direct.version(),
+      state: await direct.domainState(dom.name),
+      xml: await direct.dumpXml(dom.name),
+      inactive: await direct.dumpXml(dom.name, { inactive: true }),
+      job: await direct.jobInfo(dom.name),
+      checkpoints: await direct.checkpointList(dom.name),
+      vdb: await direct.blockCapacity(dom.name, 'vdb'),
+    };
+    const missing = await rejection(direct.blockCapacity(dom.name, 'vdz'));
+    const batched = new VirshLibvirt();
+    const queries = ['version', 'state', 'xml', 'inactiveXml', 'job', 'checkpoints', { capacity: 'vdb' }, { capacity: 'vdz' }] as const;
+    await batched.prefetch(dom.name, queries);
+    // A virsh that is not there: were the calls below not answered from the prefetch, they would fail.
+    (batched as unknown as { virsh: string }).virsh = '/nonexistent/virsh';
+    expect(await batched.version()).toEqual(want.version);
+    expect(await batched.domainState(dom.name)).toBe(want.state);
+    expect((await batched.dumpXml(dom.name)).trim()).toBe(want.xml.trim());
+    expect((await batched.dumpXml(dom.name, { inactive: true })).trim()).toBe(want.inactive.trim());
+    expect(await batched.jobInfo(dom.name)).toEqual(want.job);
+    expect(await batched.checkpointList(dom.name)).toEqual(want.checkpoints);
+    expect(await batched.blockCapacity(dom.name, 'vdb')).toBe(want.vdb);
+    const err = await rejection(batched.blockCapacity(dom.name, 'vdz'));
+    expect(err.code).toBe(missing.code);
+    expect(err.message).toBe(missing.message);
+    // Each answer is used once: the second ask goes to (the missing) virsh.
+    expect((await rejection(batched.domainState(dom.name))).code).toBe('LIBVIRT_UNAVAILABLE');
+    // A prefetch that virsh cannot run caches nothing, and says nothing.
+    await batched.prefetch(dom.name, ['state']);
+    expect((await rejection(batched.domainState(dom.name))).code).toBe('LIBVIRT_UNAVAILABLE');
+  });
+
+  it('prefetch: a call that changes something drops every prefetched answer', async () => {
+    const lv2 = new VirshLibvirt();
+    await lv2.prefetch(dom.name, ['checkpoints', 'state']);
+    const name = `cp-prefetch-${Date.now()}`;
+    await lv2.checkpointCreate(dom.name, checkpointXml(name));
+    try {
+      expect(await lv2.checkpointList(dom.name)).toContain(name);
+    } finally {
+      await lv2.checkpointDelete(dom.name, name);
+    }
+  });
+
   it('full pull backup with checkpoint: nbdcopy of each export matches the reference', async () => {
     await dom.writeRandom('vda', 1, 200_000, 1); // unaligned start and length
     await dom.writeRandom('vda', 8 * MiB - 1, 1, 2); // last byte

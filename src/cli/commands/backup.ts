@@ -1,11 +1,8 @@
 // `pullback backup`: one pull-mode backup of a domain into a repository.
 import type { Command } from 'commander';
-import { runBackup, type BackupResult } from '../../backup/run.js';
+import type { BackupResult } from '../../backup/run.js';
 import { DEFAULT_SCRATCH_DIR } from '../../backup/job-dir.js';
-import { VirshLibvirt } from '../../libvirt/virsh.js';
-import { Repository } from '../../store/index.js';
 import { collect, repoFrom, UsageError, type CliContext } from '../context.js';
-import { diskProgress, formatBytes } from '../progress.js';
 
 interface BackupOpts {
   repo?: string;
@@ -33,6 +30,13 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--connections <n>', 'NBD connections per disk', '4')
     .option('--json', 'print one JSON object at the end')
     .action(async (opts: BackupOpts) => {
+        // Loaded here, not at start-up: every command pays only for the modules it runs.
+        const [{ runBackup }, { VirshLibvirt }, { Repository }, { diskProgress, formatBytes }] = await Promise.all([
+          import('../../backup/run.js'),
+          import('../../libvirt/virsh.js'),
+          import('../../store/index.js'),
+          import('../progress.js'),
+        ]);
       if (!['auto', 'full', 'incremental'].includes(opts.level)) {
         throw new UsageError(`--level must be auto, full or incremental, not '${opts.level}'`);
       }

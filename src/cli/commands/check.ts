@@ -1,7 +1,7 @@
 // `pullback check --repo DIR [--read-data] [--json]`: verify the repository; exit 1 on any problem.
 import type { Command } from 'commander';
 import { PullbackError } from '../../errors.js';
-import { Repository, type CheckReport, type ProgressEvent } from '../../store/index.js';
+import type { CheckReport, ProgressEvent } from '../../store/index.js';
 import { repoFrom, type CliContext } from '../context.js';
 
 interface CheckOpts {
@@ -40,6 +40,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--read-data', 'read and re-hash every referenced chunk')
     .option('--json', 'print the report as JSON')
     .action(async (opts: CheckOpts) => {
+        const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let report: CheckReport;

@@ -1,6 +1,6 @@
 // `pullback gc --repo DIR [--dry-run] [--json]`: delete chunks that no backup references.
 import type { Command } from 'commander';
-import { Repository, type GcReport } from '../../store/index.js';
+import type { GcReport } from '../../store/index.js';
 import { repoFrom, type CliContext } from '../context.js';
 
 interface GcOpts {
@@ -28,6 +28,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--dry-run', 'report what would be deleted without deleting')
     .option('--json', 'print the report as JSON')
     .action(async (opts: GcOpts) => {
+        const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let report: GcReport;

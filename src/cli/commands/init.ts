@@ -1,7 +1,8 @@
 // `pullback init --repo DIR [--chunk-size SIZE] [--compression zstd:LEVEL]`: create a repository.
 import type { Command } from 'commander';
 import { isPullbackError } from '../../errors.js';
-import { DEFAULT_CHUNK_SIZE, Repository, formatSize, parseCompression, parseSize } from '../../store/index.js';
+import { DEFAULT_CHUNK_SIZE, formatSize, parseCompression, parseSize } from '../../store/config.js';
+import type { Repository } from '../../store/index.js';
 import { UsageError, repoFrom, type CliContext } from '../context.js';
 
 interface InitOpts {
@@ -28,6 +29,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--chunk-size <size>', `chunk size, a power of two from 64K to 16M (default ${formatSize(DEFAULT_CHUNK_SIZE)})`)
     .option('--compression <spec>', 'zstd:LEVEL (default zstd:3)')
     .action(async (opts: InitOpts) => {
+        const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       const chunkSize = opts.chunkSize === undefined ? undefined : parseOr(() => parseSize(opts.chunkSize as string));
       const level = opts.compression === undefined ? undefined : parseOr(() => parseCompression(opts.compression as string));

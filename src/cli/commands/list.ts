@@ -1,6 +1,6 @@
 // `pullback list`: the backups in a repository, oldest first.
 import type { Command } from 'commander';
-import { Repository, type BackupRecord } from '../../store/index.js';
+import type { BackupRecord } from '../../store/index.js';
 import { repoFrom, type CliContext } from '../context.js';
 import { formatBytes } from '../progress.js';
 
@@ -31,6 +31,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--domain <name>', 'only backups of this domain')
     .option('--json', 'print a JSON array')
     .action(async (opts: ListOpts) => {
+        const { Repository } = await import('../../store/index.js');
       const repo = await Repository.open(repoFrom(opts.repo), { readOnly: true });
       let rows: BackupRecord[];
       try {

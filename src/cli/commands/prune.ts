@@ -5,9 +5,6 @@ import type { Command } from 'commander';
 import { isPullbackError } from '../../errors.js';
 import { durationMs, parseDuration } from '../../retention/duration.js';
 import { COUNT_RULES, isEmptyPolicy, type RetentionPolicy } from '../../retention/policy.js';
-import { pruneRepository } from '../../retention/prune.js';
-import { pruneJson, pruneText } from '../../retention/prune-report.js';
-import { Repository } from '../../store/index.js';
 import { collect, repoFrom, UsageError, type CliContext } from '../context.js';
 
 interface PruneOpts {
@@ -68,6 +65,11 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--no-gc', 'do not collect garbage afterwards')
     .option('--json', 'print the report as JSON')
     .action(async (opts: PruneOpts) => {
+        const [{ pruneRepository }, { pruneJson, pruneText }, { Repository }] = await Promise.all([
+          import('../../retention/prune.js'),
+          import('../../retention/prune-report.js'),
+          import('../../store/index.js'),
+        ]);
       const now = new Date();
       const policy = policyFromOptions(opts, now);
       const dir = repoFrom(opts.repo);

@@ -1,6 +1,5 @@
 // `pullback repair --repo DIR --rebuild-index`: rebuild the SQLite index from chunk files and manifests.
 import type { Command } from 'commander';
-import { Repository } from '../../store/index.js';
 import { UsageError, repoFrom, type CliContext } from '../context.js';
 
 interface RepairOpts {
@@ -17,6 +16,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--rebuild-index', 'rebuild index.db from chunk files and manifests (the old one is kept aside)')
     .option('--json', 'print the report as JSON')
     .action(async (opts: RepairOpts) => {
+        const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       if (opts.rebuildIndex !== true) throw new UsageError('repair needs --rebuild-index (the only repair there is)');
       const report = await Repository.rebuildIndex(dir, {

@@ -2,11 +2,8 @@
 // defining a new libvirt domain on them (--define). See docs/restore.md.
 import type { Command } from 'commander';
 import { isPullbackError, PullbackError } from '../../errors.js';
-import { VirshLibvirt } from '../../libvirt/virsh.js';
-import { checkDefinable, defineRestoredDomain, resolveBackupSpec, restoreBackup, type RestoreResult } from '../../restore/index.js';
-import { Repository } from '../../store/index.js';
+import type { RestoreResult } from '../../restore/index.js';
 import { repoFrom, UsageError, type CliContext } from '../context.js';
-import { diskProgress, formatBytes } from '../progress.js';
 
 interface RestoreOpts {
   repo?: string;
@@ -40,6 +37,13 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--workers <n>', 'worker threads (default: one per core)')
     .option('--json', 'print one JSON summary at the end')
     .action(async (opts: RestoreOpts) => {
+        const [{ VirshLibvirt }, { checkDefinable, defineRestoredDomain, resolveBackupSpec, restoreBackup }, { Repository }, { diskProgress, formatBytes }] =
+          await Promise.all([
+            import('../../libvirt/virsh.js'),
+            import('../../restore/index.js'),
+            import('../../store/index.js'),
+            import('../progress.js'),
+          ]);
       if (opts.format !== 'raw' && opts.format !== 'qcow2') throw new UsageError(`--format must be raw or qcow2, not '${opts.format}'`);
       const workers = opts.workers === undefined ? undefined : Number(opts.workers);
       if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) {

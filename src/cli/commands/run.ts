@@ -3,10 +3,6 @@
 // (docs/nightly.md; config example in examples/pullback.toml).
 import type { Command } from 'commander';
 import { PullbackError } from '../../errors.js';
-import { VirshLibvirt } from '../../libvirt/virsh.js';
-import { loadRunConfig } from '../../retention/config.js';
-import { runNightly } from '../../retention/run.js';
-import { runJson, runText } from '../../retention/run-report.js';
 import type { CliContext } from '../context.js';
 
 interface RunOpts {
@@ -21,6 +17,12 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption('--config <file>', 'TOML config file (see examples/pullback.toml)')
     .option('--json', 'print the summary as JSON')
     .action(async (opts: RunOpts) => {
+        const [{ VirshLibvirt }, { loadRunConfig }, { runNightly }, { runJson, runText }] = await Promise.all([
+          import('../../libvirt/virsh.js'),
+          import('../../retention/config.js'),
+          import('../../retention/run.js'),
+          import('../../retention/run-report.js'),
+        ]);
       const config = await loadRunConfig(opts.config);
       const libvirt = new VirshLibvirt(config.libvirtUri === undefined ? {} : { uri: config.libvirtUri });
       const report = await runNightly(config, {

@@ -4,9 +4,8 @@
 // without restoring it. Prints the NBD URI, then serves until SIGINT/SIGTERM. See docs/serve.md.
 import type { Command } from 'commander';
 import { PullbackError } from '../../errors.js';
-import { resolveBackupSpec } from '../../restore/index.js';
-import { startServe, type ServeHandle } from '../../serve/index.js';
-import { formatSize, parseSize, Repository } from '../../store/index.js';
+import type { ServeHandle } from '../../serve/index.js';
+import { formatSize, parseSize } from '../../store/config.js';
 import { repoFrom, UsageError, type CliContext } from '../context.js';
 
 interface ServeOpts {
@@ -47,6 +46,11 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--verbose', 'log every connection and option')
     .option('--json', 'print the URI and details as one JSON line')
     .action(async (opts: ServeOpts) => {
+        const [{ resolveBackupSpec }, { startServe }, { Repository }] = await Promise.all([
+          import('../../restore/index.js'),
+          import('../../serve/index.js'),
+          import('../../store/index.js'),
+        ]);
       if (opts.socket !== undefined && opts.port !== undefined) throw new UsageError('give --socket or --port, not both');
       if (opts.bind !== undefined && opts.port === undefined) throw new UsageError('--bind needs --port');
       if (!/^[0-7]{3,4}$/.test(opts.socketMode)) throw new UsageError(`--socket-mode must be octal like 600 or 660, not '${opts.socketMode}'`);
