@@ -71,8 +71,7 @@ export async function randomWrite(rng: Rng, domains: readonly TestDomain[], chun
     case 'discard': {
       const len = length(disk.size);
       const off = rng.chance(0.2) ? disk.size - len : offsetFor(len);
-      await dom.discard(disk.target, off, len);
-      return `discard ${where} @${off}+${len}`;
+      return `discard ${where} @${off}+${len} (${await dom.discard(disk.target, off, len)})`;
     }
     case 'tail': {
       const len = rng.chance(0.5) ? rng.int(1, 512) : rng.int(1, Math.min(disk.size, 2 * chunkSize));

@@ -13,8 +13,13 @@
 // 64 KiB clusters) drops only the whole clusters inside the range, plus the partial cluster at
 // the end of a disk whose size is not a cluster multiple when the range reaches the disk's
 // end; those read back as zeroes, every other byte of the range keeps its data. A raw image
-// punches a hole in its file for exactly the range (reads back as zeroes). The reference
-// mirrors exactly that.
+// punches a hole in its file for exactly the range (reads back as zeroes). And while a
+// backup job's copy-before-write filter sits on the disk, QEMU drops a guest discard
+// altogether (the filter node is not opened with discard=unmap): the data stays. So after a
+// discard the helper reads the range it would zero back from the disk (qemu-io `read -P 0`):
+// zeroes → the reference zeroes that range; anything else → the discard was dropped and the
+// reference keeps its data (if a discard did something else, the next comparison of the
+// disk with its reference shows it).
 //
 // Disk sizes must be positive multiples of 512 bytes (QEMU rounds image sizes up to whole
 // sectors; anything else would make the disk larger than its reference). They need not be
@@ -41,7 +46,7 @@ import { parseDomainXml } from '../../src/libvirt/domain-xml.js';
 import type { Libvirt } from '../../src/libvirt/libvirt.js';
 import { VirshLibvirt } from '../../src/libvirt/virsh.js';
 import { el, serializeXml } from '../../src/libvirt/xml-tree.js';
-import { qemuIoLive, qemuIoOffline } from './guest-io.js';
+import { qemuIoLive, qemuIoOffline, qemuIoReadsZeroLive, qemuIoReadsZeroOffline } from './guest-io.js';
 import { seededBytes } from './seeded-random.js';
 import { cleanupStaleTestDomains, ignoring, ownerMarker, TEST_DOMAIN_PREFIX } from './stale-domains.js';
 
@@ -81,8 +86,12 @@ export interface TestDomain {
   readonly libvirt: Libvirt;
   write(target: string, offset: number, data: Buffer): Promise<void>;
   writeZeroes(target: string, offset: number, length: number, opts?: { unmap?: boolean }): Promise<void>;
-  /** Guest discard (TRIM/UNMAP) of the range; the reference zeroes what the format drops (header). */
-  discard(target: string, offset: number, length: number): Promise<void>;
+  /**
+   * Guest discard (TRIM/UNMAP) of the range; the reference zeroes what the format drops, when
+   * QEMU did not drop the discard itself (header). Says which: 'zeroed', 'dropped', or
+   * 'nothing' (no whole cluster in the range).
+   */
+  discard(target: string, offset: number, length: number): Promise<'zeroed' | 'dropped' | 'nothing'>;
   /** Writes random bytes (deterministic when `seed` is given) and returns them. */
   writeRandom(target: string, offset: number, length: number, seed?: number): Promise<Buffer>;
   reference(target: string): string;
@@ -239,15 +248,16 @@ class Domain implements TestDomain {
     });
   }
 
-  async discard(target: string, offset: number, length: number): Promise<void> {
+  async discard(target: string, offset: number, length: number): Promise<'zeroed' | 'dropped' | 'nothing'> {
     const disk = this.checkedDisk(target, offset, length);
-    if (length === 0) return;
-    await this.serialized(async () => {
+    if (length === 0) return 'nothing';
+    return await this.serialized(async () => {
       await this.qemuIo(disk, `discard ${offset} ${length}`, offset, length);
       const [from, to] = discardedRange(disk, offset, length);
-      if (to > from) {
-        await execFileP('fallocate', ['--punch-hole', '--offset', String(from), '--length', String(to - from), this.reference(target)]);
-      }
+      if (to <= from) return 'nothing';
+      if (!(await this.readsZero(disk, from, to - from))) return 'dropped';
+      await execFileP('fallocate', ['--punch-hole', '--offset', String(from), '--length', String(to - from), this.reference(target)]);
+      return 'zeroed';
     });
   }
 
@@ -350,6 +360,21 @@ class Domain implements TestDomain {
       }
     }
     await qemuIoOffline(disk.path, disk.format, cmd, offset, length);
+  }
+
+  /** Whether the range reads back as zeroes from the disk now (live or offline, like qemuIo). */
+  private async readsZero(disk: TestDomainDisk, offset: number, length: number): Promise<boolean> {
+    const alias = (await this.liveAliases()).get(disk.target);
+    if (alias !== undefined) {
+      const logPath = this.uri === 'qemu:///system' ? `/var/log/libvirt/qemu/${this.name}.log` : null;
+      try {
+        return await qemuIoReadsZeroLive({ libvirt: this.libvirt, domain: this.name, alias, logPath }, offset, length);
+      } catch (e) {
+        if (!isPullbackError(e, 'DOMAIN_NOT_RUNNING')) throw e;
+        this.aliases = null;
+      }
+    }
+    return await qemuIoReadsZeroOffline(disk.path, disk.format, offset, length);
   }
 
   /** target → device alias from the live XML; empty while shut off (then not cached). */

@@ -52,6 +52,38 @@ export async function qemuIoOffline(image: string, format: string, cmd: string, 
   }
 }
 
+/**
+ * Whether [offset, offset + length) of a running domain's disk reads back as zeroes now
+ * (`read -P 0`: qemu-io prints "Pattern verification failed ..." before its result line
+ * when it does not). Needs the qemu log (qemu:///system).
+ */
+export async function qemuIoReadsZeroLive(t: GuestIoTarget, offset: number, length: number): Promise<boolean> {
+  if (t.logPath === null) throw new Error(`cannot read back ${t.domain}: qemu's log is only known for qemu:///system`);
+  const from = await sizeOf(t.logPath);
+  const cmd = `read -P 0 ${offset} ${length}`;
+  const out = await t.libvirt.monitorCommand(t.domain, `qemu-io -d /machine/peripheral/${t.alias}/virtio-backend "${cmd}"`, { hmp: true });
+  if (out.trim() !== '') throw new Error(`qemu-io on ${t.domain} ${t.alias} "${cmd}": ${out.trim()}`);
+  const want = `read ${length}/${length} bytes at offset ${offset}`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const text = await readFrom(t.logPath, from);
+    const end = text.indexOf(want);
+    if (end >= 0) return !text.slice(0, end).includes('Pattern verification failed');
+    if (Date.now() > deadline) throw new Error(`qemu-io on ${t.domain} ${t.alias} "${cmd}": no result in ${t.logPath} after 10 s`);
+    await sleep(5);
+  }
+}
+
+/** The same for an image no QEMU has open. */
+export async function qemuIoReadsZeroOffline(image: string, format: string, offset: number, length: number): Promise<boolean> {
+  const cmd = `read -P 0 ${offset} ${length}`;
+  // qemu-io exits non-zero when the pattern does not match; its output says which.
+  const { stdout } = await execFileP('qemu-io', ['-f', format, '-c', cmd, image]).catch((e: unknown) => e as { stdout?: string });
+  const text = stdout ?? '';
+  if (!text.includes(`read ${length}/${length} bytes at offset ${offset}`)) throw new Error(`qemu-io -c "${cmd}" ${image}: unexpected output: ${text.trim()}`);
+  return !text.includes('Pattern verification failed');
+}
+
 function resultLine(cmd: string, offset: number, length: number): string {
   const verb = cmd.startsWith('discard') ? 'discard' : 'wrote';
   return `${verb} ${length}/${length} bytes at offset ${offset}`;

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildBackupXml } from '../../src/libvirt/backup-xml.js';
 import { VirshLibvirt } from '../../src/libvirt/virsh.js';
 import { el, serializeXml } from '../../src/libvirt/xml-tree.js';
 import { cleanupStaleTestDomains, createTestDomain, sha256File, TEST_DOMAIN_PREFIX } from '../helpers/domain.js';
@@ -95,13 +96,25 @@ describe('createTestDomain', () => {
 
     // Shut off (qemu-io on the image): unaligned head and tail, a range reaching the disk's end.
     for (const d of dom.disks) {
-      await dom.discard(d.target, 1000, 200_000); // qcow2: only clusters 1-2 drop
-      await dom.discard(d.target, size - 70_000, 70_000); // reaches the end: the partial cluster drops
+      expect(await dom.discard(d.target, 1000, 200_000)).toBe('zeroed'); // qcow2: only clusters 1-2 drop
+      expect(await dom.discard(d.target, size - 70_000, 70_000)).toBe('zeroed'); // reaches the end: the partial cluster drops
     }
     await dom.start();
-    for (const d of dom.disks) {
-      await dom.discard(d.target, 300_000, 40_000); // qcow2: inside one cluster, nothing drops
-      await dom.discard(d.target, 6 * 65_536, 2 * 65_536); // aligned: both clusters drop
+    expect(await dom.discard('vda', 300_000, 40_000)).toBe('nothing'); // qcow2: inside one cluster
+    expect(await dom.discard('vdb', 300_000, 40_000)).toBe('zeroed');
+    for (const d of dom.disks) expect(await dom.discard(d.target, 6 * 65_536, 2 * 65_536)).toBe('zeroed'); // aligned
+
+    // While a backup job's copy-before-write filter is on the disks, QEMU drops discards.
+    const sock = join(work, 'nbd.sock');
+    const backupXml = buildBackupXml({
+      socket: sock,
+      disks: dom.disks.map((d) => ({ name: d.target, backup: true, scratch: join(work, `${d.target}.scratch`) })),
+    });
+    await dom.libvirt.backupBegin(dom.name, backupXml, null);
+    try {
+      for (const d of dom.disks) expect(await dom.discard(d.target, 10 * 65_536, 2 * 65_536)).toBe('dropped');
+    } finally {
+      await dom.libvirt.jobAbort(dom.name);
     }
     await dom.shutdown();
     for (const d of dom.disks) expect(await imageSha(d, work)).toBe(await dom.referenceSha256(d.target));
@@ -118,6 +131,7 @@ describe('createTestDomain', () => {
     expect(await zeroAt('vdb', 300_000)).toBe(true);
     expect(await zeroAt('vda', size - 4096)).toBe(true);
     expect(await zeroAt('vda', 6 * 65_536)).toBe(true);
+    expect(await zeroAt('vda', 10 * 65_536)).toBe(false);
   });
 
   it('rejects disk sizes that are not whole sectors, leaving nothing behind', async () => {
