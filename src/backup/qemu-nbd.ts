@@ -1,6 +1,13 @@
 // Exporting a disk image read-only over NBD with qemu-nbd, for backups of shut-off domains.
 // `-B BITMAP` also exports a persistent dirty bitmap as meta context qemu:dirty-bitmap:BITMAP.
 // `-t -e 16`: stay up across connections and accept several at once (multi-conn reads).
+//
+// qemu-nbd must not outlive pullback: it holds a lock on the image, so a qemu-nbd left behind
+// by a pullback killed with SIGKILL (no cleanup runs) keeps the domain from starting and
+// offline writers from opening the image ("Failed to get "write" lock") until someone finds
+// and kills it. So it is started through util-linux `setpriv --pdeathsig KILL`, which asks
+// the kernel to SIGKILL it when its parent (this process' main thread, which spawns it)
+// dies, however it dies; `setpriv` then execs qemu-nbd, which keeps that setting.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { PullbackError } from '../errors.js';
@@ -22,7 +29,7 @@ export async function startQemuNbd(opts: {
   const args = ['-r', '-f', opts.format, '-k', opts.socket, '-x', opts.exportName, '-t', '-e', '16'];
   if (opts.bitmap !== undefined) args.push('-B', opts.bitmap);
   args.push(opts.image);
-  const child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-nbd', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();
