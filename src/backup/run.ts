@@ -9,7 +9,7 @@
 // failed. A failed backup is never a base: bases come from complete records only.
 // A shut-off domain goes through offline.ts instead (qemu-nbd over the images).
 import { PullbackError, errorMessage } from '../errors.js';
-import { parseBackupXml, buildBackupXml, type BackupDiskSpec } from '../libvirt/backup-xml.js';
+import { buildBackupXml, type BackupDiskSpec } from '../libvirt/backup-xml.js';
 import { buildCheckpointXml } from '../libvirt/checkpoint-xml.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import type { Libvirt } from '../libvirt/libvirt.js';
@@ -142,6 +142,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   let checkpointCreated = false;
   try {
     writer = await beginRecord(repo, { id, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
+    // Export and bitmap names are ours to choose: knowing them, no backup-dumpxml is needed.
+    const exportOf = (d: DiskPlan): { exportName: string; exportBitmap?: string } =>
+      decision.level === 'incremental' && d.incrementalCapable ? { exportName: d.name, exportBitmap: `backup-${d.name}` } : { exportName: d.name };
     const diskSpecs: BackupDiskSpec[] = [
       ...disks.map(
         (d): BackupDiskSpec => ({
@@ -149,6 +152,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
           backup: true,
           scratch: jobDir.scratch(d.name),
           ...(decision.level === 'incremental' && !d.incrementalCapable ? { backupMode: 'full' as const } : {}),
+          ...exportOf(d),
         }),
       ),
       ...input.excluded.map((name): BackupDiskSpec => ({ name, backup: false })),
@@ -177,21 +181,13 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     // The checkpoint's XML is final once the job runs: fetch it while the disks are read.
     const cpXmlPromise = checkpointCreated ? libvirt.checkpointDumpXml(domain, checkpoint) : Promise.resolve(undefined);
     cpXmlPromise.catch(() => undefined); // awaited below; a failure then is reported there
-    const job = parseBackupXml(await libvirt.backupDumpXml(domain));
     await opts.afterJobStart?.();
     const timings = await Promise.all(
       disks.map(async (d): Promise<{ name: string; seconds: number }> => {
-        const jd = job.disks.find((j) => j.name === d.name);
-        if (jd?.exportName == null) {
-          throw new PullbackError('BACKUP_FAILED', `domain ${domain}, disk ${d.name}: the backup job exports no NBD export for it`);
-        }
-        const incremental = decision.level === 'incremental' && d.incrementalCapable;
-        if (incremental && jd.exportBitmap === null) {
-          throw new PullbackError('BACKUP_FAILED', `domain ${domain}, disk ${d.name}: the incremental job exports no dirty bitmap`);
-        }
-        const target = { socketPath: jobDir.socket, exportName: jd.exportName };
-        const bitmap = incremental ? (jd.exportBitmap ?? undefined) : undefined;
-        return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts }, d, target, bitmap);
+        // An export or bitmap libvirt did not create fails here as "no such export/context".
+        const { exportName, exportBitmap } = exportOf(d);
+        const target = { socketPath: jobDir.socket, exportName };
+        return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts }, d, target, exportBitmap);
       }),
     );
     const cpXml = await cpXmlPromise;

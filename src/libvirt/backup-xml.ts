@@ -21,6 +21,10 @@ export type BackupDiskSpec =
       backupMode?: 'full' | 'incremental';
       /** With backupMode 'incremental': the checkpoint for this disk, if not the backup's. */
       incremental?: string;
+      /** NBD export name; libvirt's default is the disk's target name. */
+      exportName?: string;
+      /** Name of the exported dirty bitmap (incremental); libvirt's default is 'backup-<target>'. */
+      exportBitmap?: string;
     }
   | { name: string; backup: false };
 
@@ -75,6 +79,8 @@ function diskElement(d: BackupDiskSpec): XmlElement {
   const attrs: Record<string, string> = { name: d.name, backup: 'yes', type: 'file' };
   if (d.backupMode !== undefined) attrs['backupmode'] = d.backupMode;
   if (d.incremental !== undefined) attrs['incremental'] = d.incremental;
+  if (d.exportName !== undefined) attrs['exportname'] = d.exportName;
+  if (d.exportBitmap !== undefined) attrs['exportbitmap'] = d.exportBitmap;
   return el('disk', attrs, [el('scratch', { file: d.scratch })]);
 }
 

@@ -48,6 +48,23 @@ describe('buildBackupXml', () => {
     expect(parsed.disks[0]?.backupMode).toBeNull();
   });
 
+  it('names the export and the exported bitmap when asked, and parses them back', () => {
+    const xml = buildBackupXml({
+      incremental: 'cp1',
+      socket: '/run/pullback/vm1/nbd.sock',
+      disks: [
+        { name: 'vda', backup: true, scratch: '/s/vda', exportName: 'vda', exportBitmap: 'backup-vda' },
+        { name: 'vdb', backup: true, scratch: '/s/vdb', backupMode: 'full', exportName: 'vdb' },
+      ],
+    });
+    expect(xml).toContain(`exportname="vda" exportbitmap="backup-vda"`);
+    const parsed = parseBackupXml(xml);
+    expect(parsed.disks.map((d) => [d.name, d.exportName, d.exportBitmap])).toEqual([
+      ['vda', 'vda', 'backup-vda'],
+      ['vdb', 'vdb', null],
+    ]);
+  });
+
   it('rejects relative paths and backups of no disk', () => {
     const bad = [
       () => buildBackupXml({ socket: 'nbd.sock', disks: [{ name: 'vda', backup: true, scratch: '/s' }] }),
