@@ -4,7 +4,7 @@
 //   (domain undefined and defined again, libvirtd state wiped) while the qcow2 bitmaps
 //   survive, redefine it from the checkpoint XML stored with the backup
 //   (`checkpoint-create --redefine --redefine-validate`: libvirt checks the bitmaps exist).
-// - deleteOlderCheckpoints: after a complete backup only its own checkpoint is needed; older
+// - olderCheckpoints: after a complete backup only its own checkpoint is needed; older
 //   pullback.* checkpoints are deleted so bitmaps do not pile up in the images (each costs
 //   QEMU a little work on every guest write). Checkpoints of other tools are left alone.
 import { errorMessage } from '../errors.js';
@@ -34,33 +34,10 @@ export async function ensureBaseCheckpoint(
 }
 
 /**
- * `known`: the checkpoint names listed just before the backup began, parents first (saves
- * listing them again; only this run creates pullback checkpoints of the domain meanwhile).
+ * The pullback checkpoints older than `keep` in `names` (libvirt's list from just before the
+ * backup began, parents first: deleting the oldest first never needs a bitmap merge). Only
+ * the run that created `keep` makes pullback checkpoints of the domain meanwhile.
  */
-export async function deleteOlderCheckpoints(
-  domain: string,
-  keep: string | undefined,
-  deps: { libvirt: Libvirt; log: (m: string) => void; known?: readonly string[] },
-): Promise<string[]> {
-  if (keep === undefined) return [];
-  const { libvirt, log } = deps;
-  const deleted: string[] = [];
-  let names: readonly string[];
-  try {
-    names = deps.known ?? (await libvirt.checkpointList(domain));
-  } catch (e) {
-    log(`domain ${domain}: could not list checkpoints for housekeeping: ${errorMessage(e)}`);
-    return deleted;
-  }
-  // Parents before children: deleting the oldest first never needs a bitmap merge.
-  for (const name of names) {
-    if (name === keep || !name.startsWith(CHECKPOINT_PREFIX)) continue;
-    try {
-      await libvirt.checkpointDelete(domain, name);
-      deleted.push(name);
-    } catch (e) {
-      log(`domain ${domain}: could not delete old checkpoint ${name}: ${errorMessage(e)}`);
-    }
-  }
-  return deleted;
+export function olderCheckpoints(names: readonly string[], keep: string): string[] {
+  return names.filter((n) => n !== keep && n.startsWith(CHECKPOINT_PREFIX));
 }

@@ -22,7 +22,7 @@ import { handleLeftoverJob } from './leftover.js';
 import { backupOffline } from './offline.js';
 import { readDisk, type DiskProgress } from './read-disk.js';
 import { selectDisks, type SelectedDisk } from './select-disks.js';
-import { deleteOlderCheckpoints, ensureBaseCheckpoint } from './checkpoints.js';
+import { ensureBaseCheckpoint, olderCheckpoints } from './checkpoints.js';
 
 export interface BackupOptions {
   domain: string;
@@ -192,10 +192,17 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     );
     const cpXml = await cpXmlPromise;
     const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
-    await endJob(libvirt, domain, log);
+    // Ending the job and deleting the checkpoints it made redundant: one virsh process.
+    const older = checkpointCreated ? olderCheckpoints(input.checkpointNames, checkpoint) : [];
+    const ended = await libvirt.endJobAndDeleteCheckpoints(domain, older);
     jobStarted = false;
+    if (ended.job !== null && ended.job.code !== 'JOB_NOT_ACTIVE') {
+      log(`could not end the backup job of domain ${domain}: ${errorMessage(ended.job)}`);
+    }
+    ended.checkpoints.forEach((err, i) => {
+      if (err !== null) log(`domain ${domain}: could not delete old checkpoint ${older[i] ?? ''}: ${errorMessage(err)}`);
+    });
     await jobDir.remove();
-    await deleteOlderCheckpoints(domain, checkpointCreated ? checkpoint : undefined, { libvirt, log, known: input.checkpointNames });
     return {
       id: record.id,
       domain,

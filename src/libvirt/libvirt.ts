@@ -7,6 +7,7 @@
 // DOMAIN_BUSY (another job holds the domain), DOMAIN_NOT_RUNNING, JOB_NOT_ACTIVE, and
 // VIRSH_FAILED for everything else. XML goes in and out as text; xml builders/parsers
 // live in the pure *-xml.ts modules.
+import type { PullbackError } from '../errors.js';
 import type { DomainState, JobInfo, LibvirtVersion } from './virsh-output.js';
 
 export type { DomainState, JobInfo, LibvirtVersion };
@@ -62,6 +63,17 @@ export interface Libvirt {
   jobInfo(domain: string, opts?: CallOptions & { completed?: boolean }): Promise<JobInfo>;
   /** Ends the running job; for a pull backup this is how the client says it is done. */
   jobAbort(domain: string, opts?: CallOptions): Promise<void>;
+
+  /**
+   * jobAbort, then checkpointDelete of each of `checkpoints` in order, in one round trip where
+   * the implementation can. Never rejects for a step: each step's error is returned (null:
+   * done), so the cleanup after a backup goes on whatever fails.
+   */
+  endJobAndDeleteCheckpoints(
+    domain: string,
+    checkpoints: readonly string[],
+    opts?: CallOptions,
+  ): Promise<{ job: PullbackError | null; checkpoints: Array<PullbackError | null> }>;
 
   /** Checkpoint names, parents before children. */
   checkpointList(domain: string, opts?: CallOptions): Promise<string[]>;

@@ -195,7 +195,44 @@ export class VirshLibvirt implements Libvirt {
     });
   }
 
+  async endJobAndDeleteCheckpoints(
+    domain: string,
+    checkpoints: readonly string[],
+    opts: CallOptions = {},
+  ): Promise<{ job: PullbackError | null; checkpoints: Array<PullbackError | null> }> {
+    const argvs = [['domjobabort', '--domain', domain], ...checkpoints.map((c) => ['checkpoint-delete', '--domain', domain, '--checkpointname', c])];
+    this.prefetched.clear();
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    let errors: Array<PullbackError | null> | undefined;
+    if (argvs.length > 1 && opts.signal?.aborted !== true) {
+      const token = `@@pullback-${process.pid}-${Date.now().toString(36)}-`;
+      const r = await this.exec(['-q', '-c', this.uri, buildBatch(argvs, token)], timeoutMs * argvs.length, opts.signal);
+      errors = splitBatch(r.stdout, r.stderr, argvs.length, token)?.map((o, i) => this.batchError(argvs[i] ?? [], o, timeoutMs, opts.signal));
+    }
+    // One step alone, or a batch virsh could not get through: one call per step, in order.
+    if (errors === undefined) {
+      errors = [];
+      for (const argv of argvs) {
+        try {
+          await this.run(argv, opts);
+          errors.push(null);
+        } catch (e) {
+          errors.push(e instanceof PullbackError ? e : new PullbackError('VIRSH_FAILED', String(e), { cause: e }));
+        }
+      }
+    }
+    return { job: errors[0] ?? null, checkpoints: errors.slice(1) };
+  }
+
   // ---- plumbing ----
+
+  /** The error of one command of a batch (null when it succeeded), as run() would give it. */
+  private batchError(args: readonly string[], o: BatchOutcome, timeoutMs: number, signal: AbortSignal | undefined): PullbackError | null {
+    if (virshErrorLines(o.stderr).length === 0) return null;
+    const shown = `virsh ${['-q', '-c', this.uri, ...args].map(shellQuote).join(' ')}`;
+    const err = Object.assign(new Error(`virsh failed: ${o.stderr.trim()}`), { code: 1 }) as ExecFileException;
+    return this.toError(err, shown, o.stderr, timeoutMs, signal);
+  }
 
   /** Runs virsh with `args` and returns stdout; failures become PullbackErrors (see libvirt.ts). */
   private run(args: string[], opts: CallOptions): Promise<string> {
@@ -212,9 +249,8 @@ export class VirshLibvirt implements Libvirt {
       const hit = this.prefetched.get(key);
       if (hit !== undefined) this.prefetched.delete(key);
       if (hit !== undefined && Date.now() - hit.at <= PREFETCH_TTL_MS) {
-        if (virshErrorLines(hit.stderr).length === 0) return Promise.resolve(hit.stdout);
-        const err = Object.assign(new Error(`virsh failed: ${hit.stderr.trim()}`), { code: 1 }) as ExecFileException;
-        return Promise.reject(this.toError(err, shown, hit.stderr, timeoutMs, opts.signal));
+        const failed = this.batchError(args, hit, timeoutMs, opts.signal);
+        return failed === null ? Promise.resolve(hit.stdout) : Promise.reject(failed);
       }
     }
     return new Promise((resolve, reject) => {
