@@ -101,8 +101,11 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityResult
       const kind = rng.weighted(weights);
       ctx.note(`#${ctx.step} ${kind}:`);
       try {
+        const t0 = Date.now();
         await runStep(ctx, kind);
+        const t1 = Date.now();
         await verify(ctx, opts.extraRestores ?? 1);
+        ctx.note(`[${((t1 - t0) / 1000).toFixed(1)}+${((Date.now() - t1) / 1000).toFixed(1)} s]`);
       } finally {
         flush();
       }
