@@ -35,6 +35,11 @@ describe('decideLevel', () => {
     expect(d.reason).toContain('checkpoint pullback.b1 of backup b1 is missing');
   });
 
+  it('a base without a checkpoint (offline, none valid) is full and says so, not "checkpoint  ... missing"', () => {
+    const d = decideLevel(input({ base: { ...base, checkpoint: '' } }));
+    expect(d).toEqual({ level: 'full', reason: 'backup b1 has no checkpoint to continue from (taken while the domain was shut off, with no valid checkpoint)' });
+  });
+
   it('auto with an unusable bitmap is full with that reason', () => {
     expect(decideLevel(input({ bitmapProblem: 'bitmap pullback.b1 on vda is inconsistent' }))).toEqual({
       level: 'full',

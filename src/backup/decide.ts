@@ -45,6 +45,9 @@ export function decideLevel(input: DecideInput): Decision {
 function whyNotIncremental(input: DecideInput): string | undefined {
   const { base, disks, checkpoints } = input;
   if (base === undefined) return 'no complete backup of this domain in the repository';
+  // A backup of a shut-off domain that had no valid checkpoint records none (offline.ts):
+  // say so, rather than call the empty name missing.
+  if (base.checkpoint === '') return `backup ${base.id} has no checkpoint to continue from (taken while the domain was shut off, with no valid checkpoint)`;
   if (!checkpoints.has(base.checkpoint)) {
     return `checkpoint ${base.checkpoint} of backup ${base.id} is missing from libvirt`;
   }
