@@ -54,7 +54,21 @@ export async function createWorld(rng: Rng, opts: { domains: number; baseDir: st
 /** Destroys the domains always; removes the files unless asked to keep them (post-mortem). */
 export async function destroyWorld(world: World, opts: { keepFiles: boolean }): Promise<void> {
   const problems: string[] = [];
-  for (const d of world.domains) await d.destroy().catch((e: unknown) => problems.push(String(e)));
+  for (const d of world.domains) {
+    // Another fidelity run may be restarting libvirtd right now: retry for a while.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await d.destroy();
+        break;
+      } catch (e) {
+        if (attempt >= 10 || !/failed to connect to the hypervisor/.test(String(e))) {
+          problems.push(String(e));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 3000));
+      }
+    }
+  }
   if (!opts.keepFiles) await rm(world.work, { recursive: true, force: true });
   if (problems.length > 0) throw new Error(`cleanup: ${problems.join('; ')}`);
 }
