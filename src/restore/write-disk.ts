@@ -125,7 +125,7 @@ function* plannedInOrder(plan: DiskPlan, place: (rank: number, index: number) =>
 
 /**
  * The load/write pipeline. At most `ctx.window` loads in flight and one slot per loaded or
- * loading chunk; one write in flight. The first failure (a load error, a write error, the
+ * loading chunk; DIRECT_WRITES writes in flight with O_DIRECT, else one. The first failure (a load error, a write error, the
  * pool breaking, the signal) stops new loads and writes; the promise settles only after
  * every load and write already started has finished, so the caller can close or remove the
  * output safely afterwards.
