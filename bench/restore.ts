@@ -10,8 +10,12 @@
 // written; the raw file was just restored).
 //
 //   npm run build && npx tsx bench/restore.ts [--dir DIR] [--size-gib 4] [--chunk-size 1M] [--workers N] [--runs 2] [--keep]
+//                                             [--pullback PATH/bin/pullback]
 //
-// Each timed command runs --runs times; the fastest run is reported.
+// Each timed command runs --runs times; the fastest run is reported. Every timed command
+// writes a new file: its output is removed (untimed) before each run, as in
+// bench/virtnbdbackup.sh, so no run pays for deleting the previous run's output. --pullback
+// times another build (e.g. a `git archive` of an older commit, compiled) on the same chain.
 //
 // Workload per GiB of virtual disk at the full: 40% random (incompressible), 20% text
 // (compresses ~3x), 20% zero markers, 20% never written (absent). Each incremental rewrites
@@ -32,9 +36,9 @@ function arg(name: string, dflt: string): string {
 }
 
 const root = new URL('..', import.meta.url).pathname;
-const bin = join(root, 'bin/pullback');
-if (!existsSync(join(root, 'dist/cli/main.js'))) {
-  console.error('bench/restore.ts runs the built CLI: run `npm run build` first');
+const bin = arg('pullback', join(root, 'bin/pullback'));
+if (!existsSync(join(bin, '../../dist/cli/main.js'))) {
+  console.error(`bench/restore.ts runs the built CLI (${bin}): run \`npm run build\` first`);
   process.exit(2);
 }
 const size = Number(arg('size-gib', '4')) * GiB;
@@ -112,7 +116,8 @@ interface Timed {
  * Runs a command under /usr/bin/time (its report goes to stderr, marked with @@), after a
  * `sync` outside the timing so no run pays for the previous one's writeback.
  */
-function timed(cmd: string, args: string[]): Timed {
+function timed(cmd: string, args: string[], output: string): Timed {
+  rmSync(output, { force: true });
   execFileSync('sync');
   const r = spawnSync('/usr/bin/time', ['-f', '@@%e %M %U %S', cmd, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB });
   const m = /@@([\d.]+) (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
@@ -120,7 +125,7 @@ function timed(cmd: string, args: string[]): Timed {
   return { seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, cpu: Number(m[3]) + Number(m[4]), stdout: r.stdout };
 }
 
-const timedShell = (script: string): Timed => best(() => timed('sh', ['-c', script]));
+const timedShell = (script: string, output: string): Timed => best(() => timed('sh', ['-c', script], output));
 
 /** The fastest of `runs` runs: on a shared machine the slower ones measure the neighbours. */
 function best(fn: () => Timed): Timed {
@@ -156,7 +161,7 @@ try {
   );
 
   const restore = (backup: string, format: string, out: string): Timed =>
-    best(() => timed(process.execPath, [bin, 'restore', '--repo', repoDir, '--domain', 'bench', '--backup', backup, '--output', out, '--disk', 'vda', '--format', format, '--force', '--json', ...(workers === '' ? [] : ['--workers', workers])]));
+    best(() => timed(process.execPath, [bin, 'restore', '--repo', repoDir, '--domain', 'bench', '--backup', backup, '--output', out, '--disk', 'vda', '--format', format, '--force', '--json', ...(workers === '' ? [] : ['--workers', workers])], out));
 
   const raw = join(dir, 'restored.raw');
   const qcow = join(dir, 'restored.qcow2');
@@ -166,8 +171,8 @@ try {
 
   const ref = join(dir, 'ref.raw');
   const refQ = join(dir, 'ref.qcow2');
-  const cRaw = timedShell(`qemu-img convert -f raw -O raw -S 4k ${raw} ${ref} && sync ${ref}`);
-  const cQcow = timedShell(`qemu-img convert -f raw -O qcow2 -S 4k ${raw} ${refQ} && sync ${refQ}`);
+  const cRaw = timedShell(`qemu-img convert -f raw -O raw -S 4k ${raw} ${ref} && sync ${ref}`, ref);
+  const cQcow = timedShell(`qemu-img convert -f raw -O qcow2 -S 4k ${raw} ${refQ} && sync ${refQ}`, refQ);
 
   const back = join(dir, 'qcow2-read-back.raw');
   execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow, back]);
@@ -178,6 +183,7 @@ try {
 
   const line = (what: string, t: Timed, extra = ''): void =>
     console.log(`${what.padEnd(34)} ${t.seconds.toFixed(2).padStart(6)} s  ${mb(size, t.seconds).padStart(10)} of disk  ${mb(dataBytes, t.seconds).padStart(10)} of data  CPU ${t.cpu.toFixed(2).padStart(6)} s  peak RSS ${t.maxRssMiB.toFixed(0).padStart(4)} MiB${extra}`);
+  console.log(`pullback: ${bin}`);
   console.log(`best of ${runs} runs; workers: ${workers === '' ? 'default (one per core)' : workers}; load average before: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   line('pullback restore (chain) -> raw', rRaw, `  ${alloc(raw)}`);
   line('pullback restore (chain) -> qcow2', rQcow, `  ${alloc(qcow)}`);

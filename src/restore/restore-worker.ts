@@ -1,16 +1,18 @@
 // Worker thread of the restore pool (worker-pool.ts); jobs in worker-protocol.ts. Reading,
 // decompressing and BLAKE3-hashing a chunk is the CPU-heavy part of a restore; doing it here,
-// on as many threads as cores, and writing the plaintext straight to the output fd from the
-// same thread keeps the main thread free and copies nothing between threads.
+// on as many threads as cores, keeps the main thread free. A chunk is decoded straight into
+// its slot of the shared slab (slab.ts) and checked there; the main thread writes the slot out,
+// so plaintext is never copied between threads.
 // I/O is blocking on purpose (as in the store's ingest worker): one job is one straight line
-// of read -> decode -> hash -> pwrite, and a thread blocked on the disk uses no CPU.
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+// of read -> decode -> hash, and a thread blocked on the disk uses no CPU.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ENC_RAW, HEADER_BYTES, parseHeader } from '../store/codec.js';
 import { MAX_CHUNK_SIZE } from '../store/config.js';
 import { digestOf, isAllZero, toHex } from '../store/hash.js';
 import { chunkPath } from '../store/layout.js';
+import { slotView } from './slab.js';
 import type { RestoreFailure, RestoreReply, RestoreRequest, RestoreWorkerData } from './worker-protocol.js';
 
 const data = workerData as RestoreWorkerData;
@@ -21,10 +23,14 @@ if (port === null) throw new Error('restore-worker must run as a worker thread')
 // Decompressor allocates a new one per call). CommonJS with a computed require: no ESM names.
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 const dctx = new zstd.DCtx();
-const ZERO_BUF = Buffer.alloc(1024 * 1024);
+/** check-zero reads back in pieces of this size. */
+const CHECK_PIECE = 1024 * 1024;
+const header = Buffer.alloc(HEADER_BYTES);
 let readBuf = Buffer.alloc(0);
-let fileBuf = Buffer.allocUnsafe(data.chunkSize + HEADER_BYTES);
-let plainBuf = Buffer.allocUnsafe(data.chunkSize);
+/** Compressed chunk bodies (reused: fresh buffers per chunk cost page faults, see docs/restore.md). */
+let bodyBuf = Buffer.allocUnsafe(0);
+/** Plaintext that cannot be a slot's (a corrupt header claiming more than a chunk). */
+let spareBuf = Buffer.allocUnsafe(0);
 
 class JobError extends Error {
   constructor(
@@ -38,21 +44,6 @@ class JobError extends Error {
 
 function errnoOf(e: unknown): string {
   return (e as NodeJS.ErrnoException).code ?? '';
-}
-
-/** pwrite until done: a write may be short (signals, ENOSPC on the next call reports why). */
-function writeFully(fd: number, buf: Uint8Array, offset: number): void {
-  let done = 0;
-  while (done < buf.length) {
-    let n: number;
-    try {
-      n = writeSync(fd, buf, done, buf.length - done, offset + done);
-    } catch (e) {
-      throw new JobError('output-io', `writing ${buf.length} bytes at offset ${offset} failed: ${(e as Error).message}`, errnoOf(e));
-    }
-    if (n === 0) throw new JobError('output-io', `writing at offset ${offset + done} made no progress`);
-    done += n;
-  }
 }
 
 function readFully(fd: number, buf: Buffer, start: number, length: number, offset: number): void {
@@ -74,8 +65,38 @@ function scratch(n: number): Buffer {
   return readBuf.subarray(0, n);
 }
 
-/** Reads a whole chunk file into the reused file buffer; returns the bytes read. */
-function readChunkFile(path: string): Buffer {
+/** Reads up to `length` bytes at `position` of a chunk file; returns the bytes read. */
+function readChunkBytes(fd: number, path: string, buf: Buffer, length: number, position: number): number {
+  let done = 0;
+  try {
+    while (done < length) {
+      const n = readSync(fd, buf, done, length - done, position + done);
+      if (n === 0) break;
+      done += n;
+    }
+  } catch (e) {
+    throw new JobError('repo-io', `reading chunk file ${path} failed: ${(e as Error).message}`, errnoOf(e));
+  }
+  return done;
+}
+
+function spare(n: number): Buffer {
+  if (spareBuf.length < n) spareBuf = Buffer.allocUnsafe(n);
+  return spareBuf.subarray(0, n);
+}
+
+/** Where `n` plaintext bytes go: the slot when they fit (always, for a sound chunk). */
+function destination(slot: number, n: number): Buffer {
+  return n <= data.slab.chunkSize ? slotView(data.slab, slot, n) : spare(n);
+}
+
+/**
+ * Decodes chunk `hex` (framing in src/store/codec.ts) into slot `slot` and checks it there:
+ * its digest and its length. A stored-raw chunk's body is read straight into the slot; a
+ * zstd body is read into a reused buffer and decompressed into the slot. Returns the length.
+ */
+function loadChunk(hex: string, length: number, slot: number): number {
+  const path = chunkPath(data.chunksDir, hex);
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -83,73 +104,53 @@ function readChunkFile(path: string): Buffer {
     if (errnoOf(e) === 'ENOENT') throw new JobError('chunk-missing', `chunk file ${path} does not exist`);
     throw new JobError('repo-io', `opening chunk file ${path} failed: ${(e as Error).message}`, errnoOf(e));
   }
+  let plain: Buffer;
   try {
-    const size = fstatSync(fd).size;
-    if (fileBuf.length < size) fileBuf = Buffer.allocUnsafe(size);
-    let done = 0;
-    while (done < size) {
-      const n = readSync(fd, fileBuf, done, size - done, done);
-      if (n === 0) break;
-      done += n;
+    let size: number;
+    try {
+      size = fstatSync(fd).size;
+    } catch (e) {
+      throw new JobError('repo-io', `reading chunk file ${path} failed: ${(e as Error).message}`, errnoOf(e));
     }
-    return fileBuf.subarray(0, done);
-  } catch (e) {
-    throw new JobError('repo-io', `reading chunk file ${path} failed: ${(e as Error).message}`, errnoOf(e));
+    const h = parseHeader(header.subarray(0, readChunkBytes(fd, path, header, HEADER_BYTES, 0)));
+    if (typeof h === 'string') throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: ${h}`);
+    if (h.plainLength > MAX_CHUNK_SIZE) {
+      throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: its header claims ${h.plainLength} bytes`);
+    }
+    const bodySize = Math.max(0, size - HEADER_BYTES);
+    if (h.encoding === ENC_RAW) {
+      const dest = destination(slot, bodySize);
+      plain = dest.subarray(0, readChunkBytes(fd, path, dest, bodySize, HEADER_BYTES));
+    } else {
+      if (bodyBuf.length < bodySize) bodyBuf = Buffer.allocUnsafe(bodySize);
+      const body = bodyBuf.subarray(0, readChunkBytes(fd, path, bodyBuf, bodySize, HEADER_BYTES));
+      const dest = destination(slot, h.plainLength);
+      let n: number;
+      try {
+        n = dctx.decompress(dest, body);
+      } catch (e) {
+        throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: zstd frame does not decompress (${(e as Error).message})`);
+      }
+      plain = dest.subarray(0, n);
+    }
+    if (plain.length !== h.plainLength) {
+      throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: plaintext is ${plain.length} bytes but the header says ${h.plainLength}`);
+    }
   } finally {
     closeSync(fd);
-  }
-}
-
-/**
- * A chunk's verified plaintext (framing in src/store/codec.ts), decoded into reused buffers:
- * fresh 1 MiB buffers per chunk cost more CPU in page faults than decompression itself
- * (measured, docs/restore.md). Valid until the next call.
- */
-function loadChunk(hex: string, length: number): Buffer {
-  const path = chunkPath(data.chunksDir, hex);
-  const file = readChunkFile(path);
-  const h = parseHeader(file);
-  if (typeof h === 'string') throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: ${h}`);
-  if (h.plainLength > MAX_CHUNK_SIZE) {
-    throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: its header claims ${h.plainLength} bytes`);
-  }
-  const body = file.subarray(HEADER_BYTES);
-  let plain: Buffer;
-  if (h.encoding === ENC_RAW) {
-    plain = body;
-  } else {
-    if (plainBuf.length < h.plainLength) plainBuf = Buffer.allocUnsafe(h.plainLength);
-    let n: number;
-    try {
-      n = dctx.decompress(plainBuf.subarray(0, h.plainLength), body);
-    } catch (e) {
-      throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: zstd frame does not decompress (${(e as Error).message})`);
-    }
-    plain = plainBuf.subarray(0, n);
-  }
-  if (plain.length !== h.plainLength) {
-    throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: plaintext is ${plain.length} bytes but the header says ${h.plainLength}`);
   }
   const actual = toHex(digestOf(plain));
   if (actual !== hex) throw new JobError('chunk-corrupt', `chunk file ${path} is corrupt: its content hashes to ${actual}`);
   if (plain.length !== length) {
     throw new JobError('chunk-length', `chunk ${hex} holds ${plain.length} bytes where the backup needs ${length}`);
   }
-  return plain;
+  return length;
 }
 
 function run(req: RestoreRequest): number {
   switch (req.type) {
-    case 'write': {
-      writeFully(req.fd, loadChunk(req.hex, req.length), req.offset);
-      return req.length;
-    }
-    case 'zero': {
-      for (let o = 0; o < req.length; o += ZERO_BUF.length) {
-        writeFully(req.fd, ZERO_BUF.subarray(0, Math.min(ZERO_BUF.length, req.length - o)), req.offset + o);
-      }
-      return req.length;
-    }
+    case 'load':
+      return loadChunk(req.hex, req.length, req.slot);
     case 'check': {
       const total = req.pieces.reduce((n, [, len]) => n + len, 0);
       const buf = scratch(total);
@@ -164,8 +165,8 @@ function run(req: RestoreRequest): number {
       return total;
     }
     case 'check-zero': {
-      for (let o = 0; o < req.length; o += ZERO_BUF.length) {
-        const n = Math.min(ZERO_BUF.length, req.length - o);
+      for (let o = 0; o < req.length; o += CHECK_PIECE) {
+        const n = Math.min(CHECK_PIECE, req.length - o);
         const buf = scratch(n);
         readFully(req.fd, buf, 0, n, req.offset + o);
         if (!isAllZero(buf)) {

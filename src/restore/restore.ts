@@ -47,6 +47,11 @@ export interface RestoreOptions {
   onProgress?: (e: RestoreProgressEvent) => void;
   /** Worker threads (default: one per core). */
   workers?: number;
+  /**
+   * Write chunk data with O_DIRECT where the output allows it (default true); false writes
+   * everything through the page cache. The result is the same either way.
+   */
+  directIo?: boolean;
 }
 
 export interface RestoredDisk {
@@ -118,14 +123,16 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
   let pool: RestorePool | undefined;
   try {
     const checks: OutputCheck[] = names.map((n) => checkOutput(pathOf(n), opts.force === true, n));
-    lock = await repo.lock('shared', `restore of backup ${record.id}`, opts.signal);
+    // Workers boot (a V8 isolate and their modules each) while this thread takes the lock and
+    // resolves the first chunk map.
     pool = new RestorePool({ chunksDir: layout(repo.dir).chunks, chunkSize: repo.config.chunkSize, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+    lock = await repo.lock('shared', `restore of backup ${record.id}`, opts.signal);
     const window = pool.workerCount * JOBS_PER_WORKER;
     for (const [k, name] of names.entries()) {
       opts.signal?.throwIfAborted();
       const t0 = performance.now();
       const plan = planDisk(repo.resolveChunkMap(record.id, name));
-      const target = OutputTarget.open(checks[k] as OutputCheck, outputSize(plan, opts.format), name);
+      const target = OutputTarget.open(checks[k] as OutputCheck, outputSize(plan, opts.format), name, opts.directIo !== false);
       targets.push(target);
       const common = { pool, window, backupId: record.id, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) };
       const progress = (phase: RestoreProgressEvent['phase']) => (bytesDone: number, bytesTotal: number) =>

@@ -1,6 +1,7 @@
-// The restore pool: worker threads (restore-worker.ts) that read, verify and write chunks.
-// Jobs go to the worker with the fewest outstanding; the caller bounds how many are in flight
-// (run-jobs.ts), which bounds memory: a worker holds at most one chunk file and its plaintext.
+// The restore pool: worker threads (restore-worker.ts) that read, decode and verify chunks into
+// the pool's shared slab (slab.ts), and read back written images (--verify). Jobs go to the
+// worker with the fewest outstanding; the caller bounds how many are in flight (write-disk.ts,
+// run-jobs.ts). Memory is bounded by the slab plus, per worker, one compressed chunk body.
 // A worker that dies rejects every job it held and breaks the pool; nothing waits forever.
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -8,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { PullbackError } from '../errors.js';
+import { createSlab, type SlabLayout } from './slab.js';
 import type { RestoreReply, RestoreRequest, RestoreWorkerData } from './worker-protocol.js';
 
 /** A request before the pool numbers it. */
@@ -43,8 +45,18 @@ export function defaultRestoreWorkers(): number {
   return availableParallelism();
 }
 
+/** Slot memory to aim for: enough for several large writes in flight at 1 MiB chunks. */
+const SLAB_BYTES = 32 * 1024 * 1024;
+
+/** Slots: SLAB_BYTES worth, but never fewer than two per worker plus two being written. */
+export function slotCount(chunkSize: number, workers: number): number {
+  return Math.max(2 * workers + 2, Math.floor(SLAB_BYTES / chunkSize));
+}
+
 export class RestorePool {
   readonly workerCount: number;
+  /** The slots `load` jobs decode into; shared with every worker. */
+  readonly slab: SlabLayout;
   private readonly workers: WorkerState[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextJob = 1;
@@ -53,8 +65,9 @@ export class RestorePool {
 
   constructor(opts: { chunksDir: string; chunkSize: number; workers?: number }) {
     this.workerCount = Math.max(1, opts.workers ?? defaultRestoreWorkers());
+    this.slab = createSlab(opts.chunkSize, slotCount(opts.chunkSize, this.workerCount));
     for (let i = 0; i < this.workerCount; i++) {
-      const worker = spawnWorker({ chunksDir: opts.chunksDir, chunkSize: opts.chunkSize });
+      const worker = spawnWorker({ chunksDir: opts.chunksDir, chunkSize: opts.chunkSize, slab: this.slab });
       const state: WorkerState = { worker, outstanding: 0 };
       worker.unref();
       worker.on('message', (r: RestoreReply) => this.onReply(r));

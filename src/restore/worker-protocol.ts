@@ -1,18 +1,24 @@
 // Messages between the restore pool (worker-pool.ts) and its workers (restore-worker.ts).
-// Output file descriptors are process-wide, so the main thread opens the output and workers
-// write to it by fd with positional writes; plaintext never crosses threads.
+// Chunk plaintext never crosses threads: a worker decodes it into a slot of the shared slab
+// (slab.ts) and the main thread writes the slot to the output. Output file descriptors are
+// process-wide, so read-back checks (--verify) take the output's fd.
+import type { SlabLayout } from './slab.js';
+
 export interface RestoreWorkerData {
   /** The repository's chunks/ directory. */
   chunksDir: string;
-  /** The repository's chunk size: the size of the reused decode buffers. */
+  /** The repository's chunk size: the size of the reused buffers. */
   chunkSize: number;
+  /** The slots that `load` jobs decode into. */
+  slab: SlabLayout;
 }
 
 export type RestoreRequest =
-  /** Read chunk `hex`, check its length and digest, write it at `offset` of `fd`. */
-  | { type: 'write'; job: number; hex: string; length: number; fd: number; offset: number }
-  /** Write `length` zero bytes at `offset` of `fd` (block devices: never leave stale data). */
-  | { type: 'zero'; job: number; fd: number; offset: number; length: number }
+  /**
+   * Read chunk `hex`, decode it into slot `slot` of the slab and check its length and digest
+   * there; the slot then holds the chunk's `length` plaintext bytes.
+   */
+  | { type: 'load'; job: number; hex: string; length: number; slot: number }
   /**
    * Read back the pieces (fd offset, length), concatenated, and compare their digest with
    * `hex`; offset -1 stands for zeros that are not stored (a hole).

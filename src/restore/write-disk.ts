@@ -1,23 +1,54 @@
-// Writing one disk's plan into an open output, in raw or qcow2 format. Each data chunk is one
-// pool job (read, decompress, verify the digest, pwrite), dispatched in guest order with a
-// bounded window; zero ranges cost nothing on a file (its holes read as zeros, and a qcow2
-// image leaves them unallocated) and are written as zeros on a block device in raw format.
+// Writing one disk's plan into an open output, in raw or qcow2 format.
+//
+// Data chunks are loaded by the pool's workers (read, decompress, BLAKE3-check) into slots of
+// the shared slab (slab.ts), dispatched in guest order with a bounded number in flight. This
+// thread writes the loaded slots out in the same order: runs of slots whose output ranges are
+// adjacent go out as one positional writev of up to MAX_WRITE bytes (qcow2 data clusters are
+// always adjacent; raw chunks are when their indices are). Writes go through the output's
+// O_DIRECT descriptor when it has one and the run is aligned: the kernel reads the slots
+// directly, nothing is copied into the page cache, the disk works while the workers decode
+// the next chunks, and the final fsync has only the journal left to do. Otherwise they go
+// through the page cache, with an fdatasync started every SYNC_EVERY bytes so that writeback
+// overlaps the restore instead of following it. Only this thread writes, so no two threads
+// spin on the file's inode lock.
+// Zero ranges cost nothing on a file (its holes read as zeros, and a qcow2 image leaves them
+// unallocated) and are written as zeros, from the slab's zero region, on a block device in raw
+// format.
+import { fdatasync, writev } from 'node:fs';
+import { promisify } from 'node:util';
 import { PullbackError, type ErrorCode } from '../errors.js';
 import { toHex } from '../store/hash.js';
 import type { OutputTarget } from './output.js';
 import { splitRanges, type DiskPlan } from './plan.js';
 import { dataChunkOffset, headerCluster, l1Cluster, l2Tables, qcow2Layout, refcountBlock, refcountTableCluster, CLUSTER_SIZE } from './qcow2-layout.js';
-import { runJobs, type JobError, type TaggedJob } from './run-jobs.js';
+import { abortError, type JobError } from './run-jobs.js';
+import { ALIGN, slotView, zeroViews } from './slab.js';
 import type { RestorePool } from './worker-pool.js';
 
 export type ImageFormat = 'raw' | 'qcow2';
 
-/** Zero writes on devices go in pieces of this size (one job each). */
-const ZERO_PIECE = 16 * 1024 * 1024;
+/** Largest single write (bytes): a run of adjacent slots, or one zero piece. */
+const MAX_WRITE = 8 * 1024 * 1024;
+/** Most buffers in one writev (Linux IOV_MAX is 1024). */
+const MAX_IOVS = 1024;
+/** Zero writes on devices go in pieces of this size. */
+const ZERO_PIECE = MAX_WRITE;
+/**
+ * O_DIRECT writes in flight: the second waits in the kernel (ext4 serializes writes that
+ * allocate) and starts the moment the first completes, without waiting for this thread to be
+ * scheduled on a busy machine. Page-cache writes go one at a time (two would only spin on the
+ * inode lock).
+ */
+const DIRECT_WRITES = 2;
+/** Page-cache writes only: start an fdatasync after this many bytes (one at a time). */
+const SYNC_EVERY = 64 * 1024 * 1024;
+
+const writevP = promisify(writev);
+const fdatasyncP = promisify(fdatasync);
 
 export interface WriteContext {
   pool: RestorePool;
-  /** Jobs in flight at most. */
+  /** Load jobs in flight at most. */
   window: number;
   backupId: string;
   repoDir: string;
@@ -32,8 +63,25 @@ export interface DiskWriteResult {
   chunks: number;
 }
 
-/** What a job is about, for error messages. */
+/** What a write is about, for error messages. */
 type Tag = { kind: 'chunk'; index: number; offset: number; hex: string } | { kind: 'zero'; offset: number; length: number };
+
+/** One write of the plan: a data chunk (loaded by a worker first) or a zero piece. */
+interface Planned {
+  tag: Tag;
+  /** Where it goes in the output (file or device offset), and how many bytes. */
+  at: number;
+  length: number;
+  /** Data chunks: the digest to load and check. */
+  hex?: string;
+}
+
+interface Queued extends Planned {
+  /** The slot a data chunk is loaded into; -1 for a zero piece. */
+  slot: number;
+  /** Loaded and checked (data), or nothing to load (zeros). */
+  ready: boolean;
+}
 
 /** Size of the output file (or the device bytes needed) for `plan` in `format`. */
 export function outputSize(plan: DiskPlan, format: ImageFormat): number {
@@ -41,7 +89,6 @@ export function outputSize(plan: DiskPlan, format: ImageFormat): number {
 }
 
 export async function writeDisk(plan: DiskPlan, format: ImageFormat, target: OutputTarget, ctx: WriteContext): Promise<DiskWriteResult> {
-  const fd = target.fd;
   const zeroFill = format === 'raw' && target.kind === 'device';
   const total = plan.dataBytes + (zeroFill ? plan.zeroBytes : 0);
   let metaBytes = 0;
@@ -51,29 +98,13 @@ export async function writeDisk(plan: DiskPlan, format: ImageFormat, target: Out
     metaBytes = await writeQcow2Metadata(target, layout, plan.data);
     place = (rank) => dataChunkOffset(layout, rank);
   }
-  let done = 0;
-  let chunks = 0;
   ctx.onProgress?.(0, total);
-  await runJobs<Tag>(ctx.pool, jobsInOrder(plan, fd, place, zeroFill), {
-    window: ctx.window,
-    ...(ctx.signal !== undefined ? { signal: ctx.signal } : {}),
-    onDone: (bytes, tag) => {
-      done += bytes;
-      if (tag.kind === 'chunk') chunks++;
-      ctx.onProgress?.(done, total);
-    },
-    onError: (reply, tag) => jobError(reply, tag, plan, target, ctx),
-  });
-  return { bytesWritten: done + metaBytes, chunks };
+  const w = await writeInOrder(plannedInOrder(plan, place, zeroFill), target, ctx, (done) => ctx.onProgress?.(done, total), plan);
+  return { bytesWritten: w.bytes + metaBytes, chunks: w.chunks };
 }
 
 /** Data chunks and (with zeroFill) zero pieces, interleaved in guest order for locality. */
-function* jobsInOrder(
-  plan: DiskPlan,
-  fd: number,
-  place: (rank: number, index: number) => number,
-  zeroFill: boolean,
-): Generator<TaggedJob<Tag>> {
+function* plannedInOrder(plan: DiskPlan, place: (rank: number, index: number) => number, zeroFill: boolean): Generator<Planned> {
   const zeros = zeroFill ? splitRanges(plan.zeroRanges, ZERO_PIECE) : [][Symbol.iterator]();
   let z = zeros.next();
   for (let rank = 0; rank < plan.data.length; rank++) {
@@ -81,16 +112,232 @@ function* jobsInOrder(
     const offset = index * plan.chunkSize;
     for (; z.done !== true && z.value.offset < offset; z = zeros.next()) {
       const { offset: o, length } = z.value;
-      yield { job: { type: 'zero', fd, offset: o, length }, tag: { kind: 'zero', offset: o, length } };
+      yield { tag: { kind: 'zero', offset: o, length }, at: o, length };
     }
     const hex = toHex(plan.map.digestAt(index));
-    const length = plan.map.lengthOf(index);
-    yield { job: { type: 'write', hex, length, fd, offset: place(rank, index) }, tag: { kind: 'chunk', index, offset, hex } };
+    yield { tag: { kind: 'chunk', index, offset, hex }, at: place(rank, index), length: plan.map.lengthOf(index), hex };
   }
   for (; z.done !== true; z = zeros.next()) {
     const { offset: o, length } = z.value;
-    yield { job: { type: 'zero', fd, offset: o, length }, tag: { kind: 'zero', offset: o, length } };
+    yield { tag: { kind: 'zero', offset: o, length }, at: o, length };
   }
+}
+
+/**
+ * The load/write pipeline. At most `ctx.window` loads in flight and one slot per loaded or
+ * loading chunk; DIRECT_WRITES writes in flight with O_DIRECT, else one. The first failure (a load error, a write error, the
+ * pool breaking, the signal) stops new loads and writes; the promise settles only after
+ * every load and write already started has finished, so the caller can close or remove the
+ * output safely afterwards.
+ */
+function writeInOrder(
+  planned: Iterator<Planned>,
+  target: OutputTarget,
+  ctx: WriteContext,
+  onWritten: (bytesDone: number) => void,
+  plan: DiskPlan,
+): Promise<{ bytes: number; chunks: number }> {
+  const slab = ctx.pool.slab;
+  return new Promise((resolve, reject) => {
+    const free: number[] = [];
+    for (let k = slab.slots - 1; k >= 0; k--) free.push(k);
+    /** Planned writes in output order; [head, length) are not written yet. */
+    let queue: Queued[] = [];
+    let head = 0;
+    let lookahead: Planned | undefined;
+    let exhausted = false;
+    let loading = 0;
+    let writing = 0;
+    let syncing = false;
+    let sinceSync = 0;
+    let direct = target.directFd !== undefined;
+    let bytes = 0;
+    let chunks = 0;
+    let failure: Error | undefined;
+    let settled = false;
+
+    const fail = (e: Error): void => {
+      failure ??= e;
+    };
+    const onAbort = (): void => {
+      fail(abortError(ctx.signal));
+      pump();
+    };
+
+    /** The next planned write, or undefined when the plan is exhausted. */
+    const peek = (): Planned | undefined => {
+      if (lookahead === undefined && !exhausted) {
+        let r: IteratorResult<Planned>;
+        try {
+          r = planned.next();
+        } catch (e) {
+          fail(e instanceof Error ? e : new Error(String(e)));
+          exhausted = true;
+          return undefined;
+        }
+        if (r.done === true) exhausted = true;
+        else lookahead = r.value;
+      }
+      return lookahead;
+    };
+
+    const dispatch = (): void => {
+      // Zero pieces queue without a slot; bound the queue so a long zero run is not listed at once.
+      while (failure === undefined && queue.length - head < 2 * slab.slots) {
+        const p = peek();
+        if (p === undefined) return;
+        if (p.hex === undefined) {
+          queue.push({ ...p, slot: -1, ready: true });
+          lookahead = undefined;
+          continue;
+        }
+        if (free.length === 0 || loading >= ctx.window) return;
+        const item: Queued = { ...p, slot: free.pop() as number, ready: false };
+        lookahead = undefined;
+        queue.push(item);
+        loading++;
+        ctx.pool.run({ type: 'load', hex: p.hex, length: p.length, slot: item.slot }).then(
+          (r) => {
+            loading--;
+            if (r.type === 'error') fail(loadError(r, item.tag, plan, target, ctx));
+            else item.ready = true;
+            pump();
+          },
+          (e: unknown) => {
+            loading--;
+            fail(e instanceof Error ? e : new Error(String(e)));
+            pump();
+          },
+        );
+      }
+    };
+
+    const aligned = (q: Queued): boolean => q.at % ALIGN === 0 && q.length % ALIGN === 0;
+
+    const startWrites = (): void => {
+      while (failure === undefined && writing < (direct ? DIRECT_WRITES : 1)) {
+        if (!startWrite()) return;
+      }
+    };
+
+    /** Starts a write of the ready run at the head of the queue; false when there is none. */
+    const startWrite = (): boolean => {
+      const first = queue[head];
+      if (first === undefined || !first.ready) return false;
+      const viaDirect = direct && aligned(first);
+      const run: Queued[] = [first];
+      const bufs: Buffer[] = first.slot >= 0 ? [slotView(slab, first.slot, first.length)] : zeroViews(slab, first.length);
+      let end = first.at + first.length;
+      let length = first.length;
+      for (let j = head + 1; j < queue.length; j++) {
+        const q = queue[j] as Queued;
+        if (!q.ready || q.at !== end || length + q.length > MAX_WRITE) break;
+        if (direct && aligned(q) !== viaDirect) break;
+        const more = q.slot >= 0 ? [slotView(slab, q.slot, q.length)] : zeroViews(slab, q.length);
+        if (bufs.length + more.length > MAX_IOVS) break;
+        bufs.push(...more);
+        run.push(q);
+        end += q.length;
+        length += q.length;
+      }
+      head += run.length;
+      if (head >= 1024) {
+        queue = queue.slice(head);
+        head = 0;
+      }
+      writing++;
+      writeAll(bufs, first.at, viaDirect).then(
+        () => {
+          writing--;
+          for (const q of run) {
+            if (q.slot >= 0) {
+              free.push(q.slot);
+              chunks++;
+            }
+          }
+          bytes += length;
+          if (failure === undefined) onWritten(bytes);
+          if (!viaDirect) sinceSync += length;
+          pump();
+        },
+        (e: unknown) => {
+          writing--;
+          fail(writeError(e, first.tag, plan, target, ctx));
+          pump();
+        },
+      );
+      return true;
+    };
+
+    /** Writes all of `bufs` at `position`; an O_DIRECT write the kernel refuses is redone through the page cache. */
+    const writeAll = async (bufs: Buffer[], position: number, viaDirect: boolean): Promise<void> => {
+      let rest = bufs;
+      let pos = position;
+      let useDirect = viaDirect;
+      while (rest.length > 0) {
+        let n: number;
+        try {
+          n = (await writevP(useDirect ? (target.directFd as number) : target.fd, rest, pos)).bytesWritten;
+        } catch (e) {
+          if (useDirect && (e as NodeJS.ErrnoException).code === 'EINVAL') {
+            // Alignment this filesystem or device does not accept: page cache from now on.
+            useDirect = false;
+            direct = false;
+            continue;
+          }
+          throw e;
+        }
+        if (n === 0) throw new Error(`writing at offset ${pos} made no progress`);
+        pos += n;
+        rest = advance(rest, n);
+      }
+    };
+
+    /** Page-cache writes: start writeback early, one fdatasync at a time. */
+    const startSync = (): void => {
+      if (syncing || failure !== undefined || sinceSync < SYNC_EVERY) return;
+      syncing = true;
+      sinceSync = 0;
+      fdatasyncP(target.fd).then(
+        () => {
+          syncing = false;
+          pump();
+        },
+        (e: unknown) => {
+          syncing = false;
+          fail(new PullbackError('RESTORE_FAILED', `restoring backup ${ctx.backupId} disk ${plan.disk}: flushing ${target.writePath} failed: ${(e as Error).message}`, { cause: e }));
+          pump();
+        },
+      );
+    };
+
+    const pump = (): void => {
+      dispatch();
+      startWrites();
+      startSync();
+      const drained = exhausted && lookahead === undefined && head === queue.length;
+      if (!settled && loading === 0 && writing === 0 && !syncing && (failure !== undefined || drained)) {
+        settled = true;
+        ctx.signal?.removeEventListener('abort', onAbort);
+        if (failure !== undefined) reject(failure);
+        else resolve({ bytes, chunks });
+      }
+    };
+
+    if (ctx.signal?.aborted === true) fail(abortError(ctx.signal));
+    else ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    pump();
+  });
+}
+
+/** `bufs` without its first `n` bytes. */
+function advance(bufs: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  let left = n;
+  while (i < bufs.length && left >= (bufs[i] as Buffer).length) left -= (bufs[i++] as Buffer).length;
+  const rest = bufs.slice(i);
+  if (left > 0 && rest.length > 0) rest[0] = (rest[0] as Buffer).subarray(left);
+  return rest;
 }
 
 export async function writeQcow2Metadata(target: OutputTarget, l: ReturnType<typeof qcow2Layout>, data: Uint32Array): Promise<number> {
@@ -116,7 +363,12 @@ const CAUSE: Record<JobError['kind'], ErrorCode> = {
   mismatch: 'RESTORE_FAILED',
 };
 
-function jobError(reply: JobError, tag: Tag, plan: DiskPlan, target: OutputTarget, ctx: WriteContext): PullbackError {
+function writeError(e: unknown, tag: Tag, plan: DiskPlan, target: OutputTarget, ctx: WriteContext): PullbackError {
+  const errno = (e as NodeJS.ErrnoException).code ?? '';
+  return loadError({ type: 'error', job: 0, kind: 'output-io', message: (e as Error).message ?? String(e), errno }, tag, plan, target, ctx);
+}
+
+function loadError(reply: JobError, tag: Tag, plan: DiskPlan, target: OutputTarget, ctx: WriteContext): PullbackError {
   const cause = new PullbackError(CAUSE[reply.kind], reply.message, reply.errno === '' ? {} : { cause: Object.assign(new Error(reply.message), { code: reply.errno }) });
   const where = `restoring backup ${ctx.backupId} disk ${plan.disk}`;
   if (tag.kind === 'zero') {

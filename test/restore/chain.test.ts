@@ -3,11 +3,12 @@
 // instant, as raw and as qcow2; raw is sparse, qcow2 passes `qemu-img check`, and each chunk
 // that reads back at the backup is written once however long the chain.
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { restoreBackup } from '../../src/restore/index.js';
+import { checkOutput, OutputTarget } from '../../src/restore/output.js';
 import { qcow2Layout } from '../../src/restore/qcow2-layout.js';
 import { planDisk } from '../../src/restore/plan.js';
 import type { Repository } from '../../src/store/index.js';
@@ -90,6 +91,38 @@ describe('restore every backup of a chain', () => {
     const mapped = DISKS.reduce((n, d) => n + repo.resolveChunkMap(last.id, d.name).counts().data, 0);
     // Sanity of the claim above: the chain ingested many more chunks than the map holds.
     expect(ingested).toBeGreaterThan(mapped);
+  });
+
+  test('through the page cache (directIo: false), with one worker: the same bytes, raw and qcow2', async () => {
+    const step = steps[6] as ChainStep;
+    for (const format of ['raw', 'qcow2'] as const) {
+      const out = join(t.dir, `buffered-${format}`);
+      const r = await restoreBackup(repo, { backupId: step.record.id, output: out, format, directIo: false, workers: 1, verify: true });
+      for (const d of r.disks) {
+        let content = readFileSync(d.path);
+        if (format === 'qcow2') {
+          await run('qemu-img', ['check', '-f', 'qcow2', d.path]);
+          await run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', d.path, `${d.path}.as-raw`]);
+          content = readFileSync(`${d.path}.as-raw`);
+        }
+        expect(sha256(content), `${format} disk ${d.name}`).toBe(sha256(step.images[d.name] as Buffer));
+      }
+    }
+  });
+
+  test('chunk data is written O_DIRECT on this filesystem (the fast path the tests above take)', async () => {
+    const path = join(t.dir, 'direct-probe.raw');
+    writeFileSync(path, '');
+    const target = OutputTarget.open(checkOutput(path, true, 'vda'), 4 * MiB, 'vda');
+    try {
+      expect(target.directFd).toBeDefined();
+      // fdinfo flags are octal; O_DIRECT is 040000 on x86-64 and arm64's 0200000.
+      const flags = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${target.directFd as number}`, 'utf8'));
+      const direct = process.arch === 'arm64' ? 0o200000 : 0o40000;
+      expect(Number.parseInt(flags?.[1] ?? '0', 8) & direct).toBe(direct);
+    } finally {
+      await target.discard();
+    }
   });
 
   test('one disk into a file with `disks: [name]`', async () => {
