@@ -133,8 +133,9 @@ describe('VirshLibvirt on a live domain', () => {
       const viaSession = await rejection(s.domainState('pbtest-no-such-domain'));
       expect(viaSession.code).toBe('DOMAIN_NOT_FOUND');
       expect(viaSession.message).toBe(missing.message);
-      // Kill the session's virsh behind its back: the next call starts a new one.
-      const pids = (await execFileP('pgrep', ['-f', `^virsh -q -c ${lv.uri}$`])).stdout.trim().split('\n');
+      // Kill the session's virsh behind its back (only this process's children: other test
+      // files run beside this one): the next call starts a new one.
+      const pids = (await execFileP('pgrep', ['-P', String(process.pid), '-f', `^virsh -q -c ${lv.uri}$`])).stdout.trim().split('\n');
       for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
       await new Promise((r) => setTimeout(r, 100));
       expect(await s.domainState(dom.name)).toBe('running');
