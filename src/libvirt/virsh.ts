@@ -14,6 +14,7 @@ import type { ErrorCode } from '../errors.js';
 import { resolveLibvirtUri } from './libvirt.js';
 import type { CallOptions, DomainState, JobInfo, Libvirt, LibvirtVersion, PrefetchQuery } from './libvirt.js';
 import { buildBatch, splitBatch, type BatchOutcome } from './virsh-batch.js';
+import { SessionFailure, VirshSession } from './virsh-session.js';
 import { classifyVirshError, virshErrorLines } from './virsh-errors.js';
 import { parseBlockCapacity, parseDomState, parseJobInfo, parseNameList, parseVersion } from './virsh-output.js';
 
@@ -24,6 +25,11 @@ export interface VirshLibvirtOptions {
   virsh?: string;
   /** Timeout for calls that do not pass one; default 60 s. */
   defaultTimeoutMs?: number;
+  /**
+   * Run commands through one long-lived interactive virsh (virsh-session.ts) instead of a
+   * virsh process per call. Default true, unless PULLBACK_VIRSH_SESSION=0.
+   */
+  session?: boolean;
 }
 
 /** Commands that change nothing: only these may be answered from a prefetch (see run()). */
@@ -44,11 +50,19 @@ export class VirshLibvirt implements Libvirt {
    * `pullback run` must not act on a stale one).
    */
   private readonly prefetched = new Map<string, BatchOutcome & { at: number }>();
+  private readonly session: VirshSession | undefined;
 
   constructor(opts: VirshLibvirtOptions = {}) {
     this.uri = resolveLibvirtUri(opts.uri);
     this.virsh = opts.virsh ?? 'virsh';
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 60_000;
+    const session = opts.session ?? process.env['PULLBACK_VIRSH_SESSION'] !== '0';
+    this.session = session ? new VirshSession(this.virsh, this.uri) : undefined;
+  }
+
+  /** Ends the virsh session now (it also ends by itself when idle). */
+  close(): void {
+    this.session?.close();
   }
 
   async version(opts: CallOptions = {}): Promise<LibvirtVersion> {
@@ -182,12 +196,9 @@ export class VirshLibvirt implements Libvirt {
 
   async prefetch(domain: string, queries: readonly PrefetchQuery[], opts: CallOptions = {}): Promise<void> {
     const argvs = queries.map((q) => queryArgs(domain, q));
-    const token = `@@pullback-${process.pid}-${Date.now().toString(36)}-`;
-    const script = buildBatch(argvs, token);
-    const r = await this.exec(['-q', '-c', this.uri, script], opts.timeoutMs ?? this.defaultTimeoutMs, opts.signal);
     // Anything unusual (virsh missing, no connection, killed): cache nothing, and let each
     // call run on its own and report its own error.
-    const outcomes = splitBatch(r.stdout, r.stderr, argvs.length, token);
+    const outcomes = await this.batch(argvs, opts.timeoutMs ?? this.defaultTimeoutMs, opts.signal).catch(() => undefined);
     if (outcomes === undefined) return;
     argvs.forEach((argv, i) => {
       const o = outcomes[i];
@@ -205,11 +216,18 @@ export class VirshLibvirt implements Libvirt {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     let errors: Array<PullbackError | null> | undefined;
     if (argvs.length > 1 && opts.signal?.aborted !== true) {
-      const token = `@@pullback-${process.pid}-${Date.now().toString(36)}-`;
-      const r = await this.exec(['-q', '-c', this.uri, buildBatch(argvs, token)], timeoutMs * argvs.length, opts.signal);
-      errors = splitBatch(r.stdout, r.stderr, argvs.length, token)?.map((o, i) => this.batchError(argvs[i] ?? [], o, timeoutMs, opts.signal));
+      // A batch that may have started and then failed is not retried step by step: each step
+      // then reports the failure (the caller only logs these).
+      try {
+        errors = (await this.batch(argvs, timeoutMs * argvs.length, opts.signal))?.map((o, i) =>
+          this.batchError(argvs[i] ?? [], o, timeoutMs, opts.signal),
+        );
+      } catch (e) {
+        const err = e instanceof PullbackError ? e : new PullbackError('VIRSH_FAILED', String(e), { cause: e });
+        errors = argvs.map(() => err);
+      }
     }
-    // One step alone, or a batch virsh could not get through: one call per step, in order.
+    // One step alone, or a batch virsh did not start: one call per step, in order.
     if (errors === undefined) {
       errors = [];
       for (const argv of argvs) {
@@ -253,6 +271,22 @@ export class VirshLibvirt implements Libvirt {
         return failed === null ? Promise.resolve(hit.stdout) : Promise.reject(failed);
       }
     }
+    // The session runs one batch at a time; a call that would wait behind another (calls run
+    // concurrently, e.g. a checkpoint's XML fetched while disks are read) gets its own process.
+    if (this.session !== undefined && !this.session.busy) {
+      return this.batch([args], timeoutMs, opts.signal).then((outs) => {
+        const o = outs?.[0];
+        if (o === undefined) return this.runProcess(argv, shown, timeoutMs, opts.signal);
+        const failed = this.batchError(args, o, timeoutMs, opts.signal);
+        if (failed !== null) throw failed;
+        return o.stdout;
+      });
+    }
+    return this.runProcess(argv, shown, timeoutMs, opts.signal);
+  }
+
+  /** One virsh process for one command. */
+  private runProcess(argv: string[], shown: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string> {
     return new Promise((resolve, reject) => {
       execFile(
         this.virsh,
@@ -262,17 +296,46 @@ export class VirshLibvirt implements Libvirt {
           timeout: timeoutMs,
           killSignal: 'SIGKILL',
           maxBuffer: 64 * 1024 * 1024,
-          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+          ...(signal === undefined ? {} : { signal }),
         },
         (err, stdout, stderr) => {
           if (err === null) {
             resolve(stdout);
             return;
           }
-          reject(this.toError(err, shown, String(stderr), timeoutMs, opts.signal));
+          reject(this.toError(err, shown, String(stderr), timeoutMs, signal));
         },
       );
     });
+  }
+
+  /**
+   * Runs `argvs` as one batch: through the session, else in one virsh process. Resolves
+   * undefined when virsh never ran the batch (virsh missing, the session could not start):
+   * the caller may run the commands one by one. Rejects when the batch may have run and its
+   * outcome is unknown (timeout, abort, virsh died mid-way): running it again could repeat
+   * a change.
+   */
+  private async batch(argvs: readonly (readonly string[])[], timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchOutcome[] | undefined> {
+    const readOnly = argvs.every((a) => READ_ONLY.has(a[0] ?? ''));
+    const shown = `virsh -c ${this.uri} '${argvs.map((a) => a.join(' ')).join(' ; ')}'`;
+    if (this.session !== undefined && !this.session.busy) {
+      try {
+        return await this.session.run(argvs, timeoutMs, signal);
+      } catch (e) {
+        if (!(e instanceof SessionFailure)) throw e;
+        if (e.kind === 'aborted' || signal?.aborted === true) throw new PullbackError('ABORTED', `${shown}: aborted`, { cause: e });
+        if (e.kind === 'timeout') {
+          throw new PullbackError('LIBVIRT_TIMEOUT', `${shown}: no answer within ${timeoutMs} ms; is libvirtd at ${this.uri} hung or overloaded?`, { cause: e });
+        }
+        // Questions can always be asked again; a change that may have been made cannot.
+        if (e.started && !readOnly) throw new PullbackError('VIRSH_FAILED', `${shown}: ${e.message}; the outcome is unknown`, { cause: e });
+        return undefined;
+      }
+    }
+    const token = `@@pullback-${process.pid}-${Date.now().toString(36)}`;
+    const r = await this.exec(['-q', '-c', this.uri, buildBatch(argvs, token)], timeoutMs, signal);
+    return splitBatch(r.stdout, r.stderr, argvs.length, token);
   }
 
   /** Runs virsh; never rejects: the exit status is the caller's to judge (prefetch). */

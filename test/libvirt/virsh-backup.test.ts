@@ -97,7 +97,7 @@ describe('VirshLibvirt on a live domain', () => {
       vdb: await direct.blockCapacity(dom.name, 'vdb'),
     };
     const missing = await rejection(direct.blockCapacity(dom.name, 'vdz'));
-    const batched = new VirshLibvirt();
+    const batched = new VirshLibvirt({ session: false });
     const queries = ['version', 'state', 'xml', 'inactiveXml', 'job', 'checkpoints', { capacity: 'vdb' }, { capacity: 'vdz' }] as const;
     await batched.prefetch(dom.name, queries);
     // A virsh that is not there: were the calls below not answered from the prefetch, they would fail.
@@ -117,6 +117,31 @@ describe('VirshLibvirt on a live domain', () => {
     // A prefetch that virsh cannot run caches nothing, and says nothing.
     await batched.prefetch(dom.name, ['state']);
     expect((await rejection(batched.domainState(dom.name))).code).toBe('LIBVIRT_UNAVAILABLE');
+  });
+
+  it('session: one long-lived virsh answers like a virsh per call, concurrent calls included, and comes back after being killed', async () => {
+    const plain = new VirshLibvirt({ session: false });
+    const s = new VirshLibvirt({ session: true });
+    try {
+      expect(await s.domainState(dom.name)).toBe(await plain.domainState(dom.name));
+      expect((await s.dumpXml(dom.name)).trim()).toBe((await plain.dumpXml(dom.name)).trim());
+      expect(await s.blockCapacity(dom.name, 'vdb')).toBe(await plain.blockCapacity(dom.name, 'vdb'));
+      const [a, b] = await Promise.all([s.checkpointList(dom.name), s.jobInfo(dom.name)]);
+      expect(a).toEqual(await plain.checkpointList(dom.name));
+      expect(b).toEqual(await plain.jobInfo(dom.name));
+      const missing = await rejection(plain.domainState('pbtest-no-such-domain'));
+      const viaSession = await rejection(s.domainState('pbtest-no-such-domain'));
+      expect(viaSession.code).toBe('DOMAIN_NOT_FOUND');
+      expect(viaSession.message).toBe(missing.message);
+      // Kill the session's virsh behind its back (only this process's children: other test
+      // files run beside this one): the next call starts a new one.
+      const pids = (await execFileP('pgrep', ['-P', String(process.pid), '-f', `^virsh -q -c ${lv.uri}$`])).stdout.trim().split('\n');
+      for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await s.domainState(dom.name)).toBe('running');
+    } finally {
+      s.close();
+    }
   });
 
   it('prefetch: a call that changes something drops every prefetched answer', async () => {
@@ -188,6 +213,9 @@ describe('VirshLibvirt on a live domain', () => {
       await raw?.catch(() => undefined);
       await lv.jobAbort(dom.name);
     }
+    // domjobabort returns once QEMU was asked to cancel; the job ends a moment later.
+    const until = Date.now() + 10_000;
+    while ((await lv.jobInfo(dom.name)).active && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect((await lv.jobInfo(dom.name)).active).toBe(false);
     expect(await lv.jobInfo(dom.name, { completed: true })).toMatchObject({ operation: 'Backup', errorMessage: 'Operation canceled' });
     expect(await lv.checkpointList(dom.name)).toEqual(['cp0']);
