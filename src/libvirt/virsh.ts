@@ -273,7 +273,8 @@ export class VirshLibvirt implements Libvirt {
     }
     // The session runs one batch at a time; a call that would wait behind another (calls run
     // concurrently, e.g. a checkpoint's XML fetched while disks are read) gets its own process.
-    if (this.session !== undefined && !this.session.busy) {
+    // A newline would end the session's command line early: such a call gets its own process.
+    if (this.session !== undefined && !this.session.busy && !args.some((a) => a.includes('\n'))) {
       return this.batch([args], timeoutMs, opts.signal).then((outs) => {
         const o = outs?.[0];
         if (o === undefined) return this.runProcess(argv, shown, timeoutMs, opts.signal);
@@ -319,7 +320,7 @@ export class VirshLibvirt implements Libvirt {
   private async batch(argvs: readonly (readonly string[])[], timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchOutcome[] | undefined> {
     const readOnly = argvs.every((a) => READ_ONLY.has(a[0] ?? ''));
     const shown = `virsh -c ${this.uri} '${argvs.map((a) => a.join(' ')).join(' ; ')}'`;
-    if (this.session !== undefined && !this.session.busy) {
+    if (this.session !== undefined && !this.session.busy && !argvs.some((a) => a.some((x) => x.includes('\n')))) {
       try {
         return await this.session.run(argvs, timeoutMs, signal);
       } catch (e) {
