@@ -3,6 +3,11 @@
 //
 // Terms: `note` appends to the current step's log line; `powered` is the driver's view of
 // which domains run (a step that changes it updates it; verify compares with libvirt).
+// Two generators per seed: the driver's *plan* (plan.ts) draws the shape of the run — each
+// step's kind, its target domain, a killed backup's kill moment — and `rng` everything else
+// (write sizes, levels, policies, ...), whose number of draws can depend on timing (e.g.
+// whether a backup had finished). So a seed always replays the same kinds, targets, power
+// states and kill moments, whatever happened in between.
 import type { TestDomain } from '../helpers/domain.js';
 import type { Model } from './model.js';
 import type { Rng } from './rng.js';
@@ -19,6 +24,8 @@ export interface Stats {
 
 export interface Ctx {
   rng: Rng;
+  /** The domain this step acts on (drawn by the plan). */
+  target: TestDomain;
   world: World;
   model: Model;
   stats: Stats;

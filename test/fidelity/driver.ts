@@ -1,13 +1,15 @@
 // The fidelity driver: one seeded run of random steps against real libvirt domains and the
 // real CLI, with every invariant (verify.ts) checked after every step.
 //
-// Terms: a *step* is one entry of STEP_WEIGHTS (drawn by the seed's generator); the *step
+// Terms: a *step* is one entry of STEP_WEIGHTS (plan.ts, drawn by the seed's plan); the *step
 // log* has one line per step (what was done and what came of it) and is part of every
 // failure, with the seed and the command that replays the run. A run ends after `steps`
 // steps or `durationMs`, whichever comes first.
 import { readdir, readFile } from 'node:fs/promises';
+import type { TestDomain } from '../helpers/domain.js';
 import { newStats, type Ctx, type Stats } from './ctx.js';
 import { Model } from './model.js';
+import { drawStep, planRng, type PlannedStep } from './plan.js';
 import { Rng } from './rng.js';
 import { backupStep, killedBackupStep } from './steps-backup.js';
 import { checkPower, libvirtdStep, powerStep, writesStep } from './steps-env.js';
@@ -15,20 +17,6 @@ import { gcStep, pruneStep } from './steps-repo.js';
 import { checkListing, checkRepository, checkRestore, restoreSample } from './verify.js';
 import { createWorld, destroyWorld, type World } from './world.js';
 
-export const STEP_WEIGHTS = {
-  writes: 26,
-  backup: 18,
-  backupWithWrites: 9,
-  backupWithGc: 3,
-  killBackup: 8,
-  prune: 7,
-  killPrune: 3,
-  gc: 3,
-  killGc: 3,
-  power: 6,
-  libvirtd: 2,
-} as const;
-export type StepKind = keyof typeof STEP_WEIGHTS;
 
 export interface FidelityOptions {
   seed: number;
@@ -76,8 +64,10 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityResult
   const world = await createWorld(rng, { domains: opts.domains ?? 2, baseDir: opts.baseDir ?? '/var/tmp/pullback-fidelity' });
   const log: string[] = [];
   let line = '';
+  const plan = planRng(opts.seed);
   const ctx: Ctx = {
     rng,
+    target: world.domains[0] as TestDomain,
     world,
     model: new Model(),
     stats: newStats(),
@@ -90,7 +80,6 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityResult
     opts.onLog?.(line);
     line = '';
   };
-  const weights: Record<StepKind, number> = { ...STEP_WEIGHTS, libvirtd: opts.libvirtdRestarts === false ? 0 : STEP_WEIGHTS.libvirtd };
   const deadline = opts.durationMs === undefined ? Infinity : Date.now() + opts.durationMs;
   let failed = false;
   try {
@@ -98,11 +87,14 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityResult
     for (let i = 0; i < world.domains.length * 3; i++) await writesStep(ctx);
     flush();
     for (ctx.step = 1; ctx.step <= opts.steps && Date.now() < deadline && opts.stop?.() !== true; ctx.step++) {
-      const kind = rng.weighted(weights);
-      ctx.note(`#${ctx.step} ${kind}:`);
+      const planned = drawStep(plan, world.domains.length);
+      ctx.target = world.domains[planned.target] as TestDomain;
+      ctx.note(`#${ctx.step} ${planned.kind}:`);
       try {
         const t0 = Date.now();
-        await runStep(ctx, kind);
+        // Without libvirtd restarts the step is skipped, not redrawn: the run keeps its shape.
+        if (planned.kind === 'libvirtd' && opts.libvirtdRestarts === false) ctx.note('skipped (no libvirtd restarts)');
+        else await runStep(ctx, planned);
         const t1 = Date.now();
         await verify(ctx, opts.extraRestores ?? 1);
         ctx.note(`[${((t1 - t0) / 1000).toFixed(1)}+${((Date.now() - t1) / 1000).toFixed(1)} s]`);
@@ -121,8 +113,8 @@ export async function runFidelity(opts: FidelityOptions): Promise<FidelityResult
   }
 }
 
-async function runStep(ctx: Ctx, kind: StepKind): Promise<void> {
-  switch (kind) {
+async function runStep(ctx: Ctx, step: PlannedStep): Promise<void> {
+  switch (step.kind) {
     case 'writes':
       return writesStep(ctx);
     case 'backup':
@@ -132,7 +124,7 @@ async function runStep(ctx: Ctx, kind: StepKind): Promise<void> {
     case 'backupWithGc':
       return backupStep(ctx, 'gc');
     case 'killBackup':
-      return killedBackupStep(ctx);
+      return killedBackupStep(ctx, step.kill ?? { afterServing: false, delayMs: 0 });
     case 'prune':
       return pruneStep(ctx, false);
     case 'killPrune':

@@ -1,7 +1,8 @@
 // Seeds that found defects, replayed by fidelity.test.ts up to the step where each failed
-// (the full history is in docs/fidelity.md). A seed replays the same steps as long as the
-// driver's drawing order is unchanged; when a driver change shifts it, re-find a seed that
-// reaches the same situation and note it in docs/fidelity.md.
+// (the full history is in docs/fidelity.md). A seed's plan (plan.ts: kinds, targets, kill
+// moments) does not depend on timing, so it replays the situation; when a change of the
+// driver changes plans, find a seed that reaches the same situation again with `planRun`
+// (docs/fidelity.md shows how) and check that it fails without the fix.
 export interface Regression {
   seed: number;
   steps: number;
@@ -11,7 +12,8 @@ export interface Regression {
 }
 
 export const REGRESSIONS: Regression[] = [
-  // Defect 1: a backup of a shut-off domain killed at step 24 left qemu-nbd holding the
-  // image lock; the offline guest write of step 25 failed.
-  { seed: 3, steps: 25, defect: 'a killed offline backup must not leave qemu-nbd holding the images' },
+  // Defect 1 (found by seed 3): domain 2 is shut off at step 2; at step 6 its offline
+  // backup is SIGKILLed 208 ms after qemu-nbd serves; starting it at step 7 failed on the
+  // image lock of the qemu-nbd left behind (checked: fails without the fix).
+  { seed: 358, steps: 7, defect: 'a killed offline backup must not leave qemu-nbd holding the images' },
 ];

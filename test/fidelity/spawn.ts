@@ -52,20 +52,21 @@ export async function killAfter(run: Run, delayMs: number): Promise<{ killed: bo
 }
 
 /**
- * Waits until the backup job of a new job directory (one not in `before`) exports a disk,
- * and returns the directory's name; undefined if the process exited first or nothing
- * appeared in time. Why exports and not the socket: libvirt 9 (qemuBackupBegin) starts the
- * NBD server, so QEMU creates the socket, *before* the transaction that fixes the backup's
- * point in time; the exports are added after it. A guest write after this returns is
- * therefore after the backup's instant.
+ * Waits until a new job directory (one not in `before`) has a socket that exports a disk —
+ * the libvirt job's `nbd.sock` (live) or a qemu-nbd's `<disk>.sock` (offline) — and returns
+ * the directory's name; undefined if the process exited first or nothing appeared in time.
+ * Why exports and not the socket: libvirt 9 (qemuBackupBegin) starts the NBD server, so
+ * QEMU creates the socket, *before* the transaction that fixes the backup's point in time;
+ * the exports are added after it. A guest write after this returns is therefore after the
+ * backup's instant.
  */
 export async function waitForJobStarted(run: Run, scratch: string, before: ReadonlySet<string>, timeoutMs = 60_000): Promise<string | undefined> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !run.exited()) {
     const dirs = existsSync(scratch) ? readdirSync(scratch).filter((n) => n.startsWith('pullback-') && !before.has(n)) : [];
     for (const d of dirs) {
-      const sock = join(scratch, d, 'nbd.sock');
-      if (existsSync(sock) && (await hasExport(sock))) return d;
+      const socks = existsSync(join(scratch, d)) ? readdirSync(join(scratch, d)).filter((f) => f.endsWith('.sock')) : [];
+      for (const f of socks) if (await hasExport(join(scratch, d, f))) return d;
     }
     await sleep(5);
   }

@@ -55,7 +55,7 @@ async function recordResult(ctx: Ctx, dom: TestDomain, level: Level, exit: Exit,
 
 export async function backupStep(ctx: Ctx, concurrent: 'none' | 'writes' | 'gc'): Promise<void> {
   const { rng, world } = ctx;
-  const dom = rng.pick(world.domains);
+  const dom = ctx.target;
   const level = randomLevel(ctx);
   const live = isPowered(ctx, dom);
   const mode = concurrent === 'writes' && !live ? 'none' : concurrent; // a shut-off domain's images are locked by qemu-nbd
@@ -82,22 +82,21 @@ export async function backupStep(ctx: Ctx, concurrent: 'none' | 'writes' | 'gc')
   await recordResult(ctx, dom, level, await run.finished, snap, mode === 'none' ? 'backup' : `backup+${mode}`);
 }
 
-export async function killedBackupStep(ctx: Ctx): Promise<void> {
-  const { rng, world, model } = ctx;
-  const dom = rng.pick(world.domains);
+export async function killedBackupStep(ctx: Ctx, kill: { afterServing: boolean; delayMs: number }): Promise<void> {
+  const { world, model } = ctx;
+  const dom = ctx.target;
   const level = randomLevel(ctx);
+  // Either a random delay from the start (anywhere: startup, libvirt calls, reading,
+  // completing), or a shorter one after the job (live) or qemu-nbd (offline) serves the
+  // disks: reading or completing. Drawn by the plan: a seed kills at the same moment.
+  const { afterServing, delayMs: delay } = kill;
   const snap = await snapshot(ctx, dom, 'k');
   const before = jobDirs(world.pb.scratch);
   const run = start(world.pb.argsBackup(dom.name, level));
-  // Either a plain random delay (anywhere: startup, libvirt calls, reading, completing) or
-  // a random delay after the job started (reading or completing).
-  let delay = rng.int(0, 2500);
-  if (rng.chance(0.4) && isPowered(ctx, dom)) {
-    await waitForJobStarted(run, world.pb.scratch, before);
-    delay = rng.int(0, 800);
-  }
+  const served = afterServing ? await waitForJobStarted(run, world.pb.scratch, before) : undefined;
   const { killed, exit } = await killAfter(run, delay);
-  ctx.note(`backup ${dom.name} --level ${level}, SIGKILL after ${delay} ms: ${killed ? 'killed' : 'had finished'}`);
+  const when = afterServing ? `${delay} ms after ${served === undefined ? '(unseen) ' : ''}serving` : `${delay} ms`;
+  ctx.note(`backup ${dom.name} (${isPowered(ctx, dom) ? 'running' : 'shut off'}) --level ${level}, SIGKILL ${when}: ${killed ? 'killed' : 'had finished'}`);
   if (!killed) {
     await recordResult(ctx, dom, level, exit, snap, 'backup');
     return;

@@ -14,7 +14,7 @@ export async function writesStep(ctx: Ctx): Promise<void> {
 }
 
 export async function powerStep(ctx: Ctx): Promise<void> {
-  const dom = ctx.rng.pick(ctx.world.domains);
+  const dom = ctx.target;
   if (ctx.powered.get(dom.name) === true) {
     await dom.shutdown();
     ctx.powered.set(dom.name, false);
