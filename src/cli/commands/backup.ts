@@ -30,13 +30,6 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--connections <n>', 'NBD connections per disk', '4')
     .option('--json', 'print one JSON object at the end')
     .action(async (opts: BackupOpts) => {
-        // Loaded here, not at start-up: every command pays only for the modules it runs.
-        const [{ runBackup }, { VirshLibvirt }, { Repository }, { diskProgress, formatBytes }] = await Promise.all([
-          import('../../backup/run.js'),
-          import('../../libvirt/virsh.js'),
-          import('../../store/index.js'),
-          import('../progress.js'),
-        ]);
       if (!['auto', 'full', 'incremental'].includes(opts.level)) {
         throw new UsageError(`--level must be auto, full or incremental, not '${opts.level}'`);
       }
@@ -45,7 +38,16 @@ export function register(program: Command, ctx: CliContext): void {
         throw new UsageError(`--connections must be an integer from 1 to 16, not '${opts.connections}'`);
       }
       const dir = repoFrom(opts.repo);
+      // virsh first: its session starts (links, connects to libvirtd) while the rest loads.
+      const { VirshLibvirt } = await import('../../libvirt/virsh.js');
       const libvirt = new VirshLibvirt(opts.connect === undefined ? {} : { uri: opts.connect });
+      libvirt.warmUp();
+      // Loaded here, not at start-up: every command pays only for the modules it runs.
+      const [{ runBackup }, { Repository }, { diskProgress, formatBytes }] = await Promise.all([
+        import('../../backup/run.js'),
+        import('../../store/index.js'),
+        import('../progress.js'),
+      ]);
       const log = (m: string): void => void ctx.stderr.write(`${m}\n`);
       const repo = await Repository.open(dir, { onWarning: (m) => log(`warning: ${m}`) });
       const progress = diskProgress(ctx, opts.json !== true);

@@ -40,7 +40,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--read-data', 'read and re-hash every referenced chunk')
     .option('--json', 'print the report as JSON')
     .action(async (opts: CheckOpts) => {
-        const { Repository } = await import('../../store/index.js');
+      const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let report: CheckReport;

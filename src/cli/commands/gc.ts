@@ -28,7 +28,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--dry-run', 'report what would be deleted without deleting')
     .option('--json', 'print the report as JSON')
     .action(async (opts: GcOpts) => {
-        const { Repository } = await import('../../store/index.js');
+      const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let report: GcReport;

@@ -29,7 +29,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--chunk-size <size>', `chunk size, a power of two from 64K to 16M (default ${formatSize(DEFAULT_CHUNK_SIZE)})`)
     .option('--compression <spec>', 'zstd:LEVEL (default zstd:3)')
     .action(async (opts: InitOpts) => {
-        const { Repository } = await import('../../store/index.js');
+      const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       const chunkSize = opts.chunkSize === undefined ? undefined : parseOr(() => parseSize(opts.chunkSize as string));
       const level = opts.compression === undefined ? undefined : parseOr(() => parseCompression(opts.compression as string));

@@ -31,7 +31,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--domain <name>', 'only backups of this domain')
     .option('--json', 'print a JSON array')
     .action(async (opts: ListOpts) => {
-        const { Repository } = await import('../../store/index.js');
+      const { Repository } = await import('../../store/index.js');
       const repo = await Repository.open(repoFrom(opts.repo), { readOnly: true });
       let rows: BackupRecord[];
       try {

@@ -65,11 +65,11 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--no-gc', 'do not collect garbage afterwards')
     .option('--json', 'print the report as JSON')
     .action(async (opts: PruneOpts) => {
-        const [{ pruneRepository }, { pruneJson, pruneText }, { Repository }] = await Promise.all([
-          import('../../retention/prune.js'),
-          import('../../retention/prune-report.js'),
-          import('../../store/index.js'),
-        ]);
+      const [{ pruneRepository }, { pruneJson, pruneText }, { Repository }] = await Promise.all([
+        import('../../retention/prune.js'),
+        import('../../retention/prune-report.js'),
+        import('../../store/index.js'),
+      ]);
       const now = new Date();
       const policy = policyFromOptions(opts, now);
       const dir = repoFrom(opts.repo);

@@ -16,7 +16,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--rebuild-index', 'rebuild index.db from chunk files and manifests (the old one is kept aside)')
     .option('--json', 'print the report as JSON')
     .action(async (opts: RepairOpts) => {
-        const { Repository } = await import('../../store/index.js');
+      const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
       if (opts.rebuildIndex !== true) throw new UsageError('repair needs --rebuild-index (the only repair there is)');
       const report = await Repository.rebuildIndex(dir, {

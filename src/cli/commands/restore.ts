@@ -37,13 +37,13 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--workers <n>', 'worker threads (default: one per core)')
     .option('--json', 'print one JSON summary at the end')
     .action(async (opts: RestoreOpts) => {
-        const [{ VirshLibvirt }, { checkDefinable, defineRestoredDomain, resolveBackupSpec, restoreBackup }, { Repository }, { diskProgress, formatBytes }] =
-          await Promise.all([
-            import('../../libvirt/virsh.js'),
-            import('../../restore/index.js'),
-            import('../../store/index.js'),
-            import('../progress.js'),
-          ]);
+      const [{ VirshLibvirt }, { checkDefinable, defineRestoredDomain, resolveBackupSpec, restoreBackup }, { Repository }, { diskProgress, formatBytes }] =
+        await Promise.all([
+          import('../../libvirt/virsh.js'),
+          import('../../restore/index.js'),
+          import('../../store/index.js'),
+          import('../progress.js'),
+        ]);
       if (opts.format !== 'raw' && opts.format !== 'qcow2') throw new UsageError(`--format must be raw or qcow2, not '${opts.format}'`);
       const workers = opts.workers === undefined ? undefined : Number(opts.workers);
       if (workers !== undefined && (!Number.isInteger(workers) || workers < 1 || workers > 64)) {

@@ -17,12 +17,12 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption('--config <file>', 'TOML config file (see examples/pullback.toml)')
     .option('--json', 'print the summary as JSON')
     .action(async (opts: RunOpts) => {
-        const [{ VirshLibvirt }, { loadRunConfig }, { runNightly }, { runJson, runText }] = await Promise.all([
-          import('../../libvirt/virsh.js'),
-          import('../../retention/config.js'),
-          import('../../retention/run.js'),
-          import('../../retention/run-report.js'),
-        ]);
+      const [{ VirshLibvirt }, { loadRunConfig }, { runNightly }, { runJson, runText }] = await Promise.all([
+        import('../../libvirt/virsh.js'),
+        import('../../retention/config.js'),
+        import('../../retention/run.js'),
+        import('../../retention/run-report.js'),
+      ]);
       const config = await loadRunConfig(opts.config);
       const libvirt = new VirshLibvirt(config.libvirtUri === undefined ? {} : { uri: config.libvirtUri });
       const report = await runNightly(config, {

@@ -46,11 +46,11 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--verbose', 'log every connection and option')
     .option('--json', 'print the URI and details as one JSON line')
     .action(async (opts: ServeOpts) => {
-        const [{ resolveBackupSpec }, { startServe }, { Repository }] = await Promise.all([
-          import('../../restore/index.js'),
-          import('../../serve/index.js'),
-          import('../../store/index.js'),
-        ]);
+      const [{ resolveBackupSpec }, { startServe }, { Repository }] = await Promise.all([
+        import('../../restore/index.js'),
+        import('../../serve/index.js'),
+        import('../../store/index.js'),
+      ]);
       if (opts.socket !== undefined && opts.port !== undefined) throw new UsageError('give --socket or --port, not both');
       if (opts.bind !== undefined && opts.port === undefined) throw new UsageError('--bind needs --port');
       if (!/^[0-7]{3,4}$/.test(opts.socketMode)) throw new UsageError(`--socket-mode must be octal like 600 or 660, not '${opts.socketMode}'`);
