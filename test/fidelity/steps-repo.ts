@@ -25,7 +25,8 @@ export async function pruneStep(ctx: Ctx, kill: boolean): Promise<void> {
   const run = start(args);
   let removed: string[];
   if (kill) {
-    const delay = rng.int(0, 1500);
+    // A prune of a run this size takes ~0.3-0.8 s: most later kills would come too late.
+    const delay = rng.int(0, 600);
     const { killed, exit } = await killAfter(run, delay);
     ctx.note(`SIGKILL after ${delay} ms: ${killed ? 'killed' : 'had finished'}`);
     if (killed) ctx.stats.kills++;
@@ -59,7 +60,7 @@ export async function gcStep(ctx: Ctx, kill: boolean): Promise<void> {
     ctx.note('gc: ok');
     return;
   }
-  const delay = rng.int(0, 1200);
+  const delay = rng.int(0, 500); // gc takes ~0.2-0.6 s here
   const { killed, exit } = await killAfter(run, delay);
   if (killed) ctx.stats.kills++;
   else if (exit.code !== 0) throw new FidelityViolation(`gc failed: ${exitBrief(exit)}`);
