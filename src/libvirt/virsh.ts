@@ -292,27 +292,10 @@ export class VirshLibvirt implements Libvirt {
   }
 
   /** One virsh process for one command. */
-  private runProcess(argv: string[], shown: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        this.virsh,
-        argv,
-        {
-          env: { ...process.env, LC_ALL: 'C' },
-          timeout: timeoutMs,
-          killSignal: 'SIGKILL',
-          maxBuffer: 64 * 1024 * 1024,
-          ...(signal === undefined ? {} : { signal }),
-        },
-        (err, stdout, stderr) => {
-          if (err === null) {
-            resolve(stdout);
-            return;
-          }
-          reject(this.toError(err, shown, String(stderr), timeoutMs, signal));
-        },
-      );
-    });
+  private async runProcess(argv: string[], shown: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<string> {
+    const r = await this.exec(argv, timeoutMs, signal);
+    if (r.err === null) return r.stdout;
+    throw this.toError(r.err, shown, r.stderr, timeoutMs, signal);
   }
 
   /**
@@ -344,8 +327,8 @@ export class VirshLibvirt implements Libvirt {
     return splitBatch(r.stdout, r.stderr, argvs.length, token);
   }
 
-  /** Runs virsh; never rejects: the exit status is the caller's to judge (prefetch). */
-  private exec(argv: string[], timeoutMs: number, signal: AbortSignal | undefined): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+  /** Runs virsh; never rejects: the exit status is the caller's to judge. */
+  private exec(argv: string[], timeoutMs: number, signal: AbortSignal | undefined): Promise<{ err: ExecFileException | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       execFile(
         this.virsh,
@@ -357,7 +340,7 @@ export class VirshLibvirt implements Libvirt {
           maxBuffer: 64 * 1024 * 1024,
           ...(signal === undefined ? {} : { signal }),
         },
-        (err, stdout, stderr) => resolve({ ok: err === null, stdout: String(stdout), stderr: String(stderr) }),
+        (err, stdout, stderr) => resolve({ err, stdout: String(stdout), stderr: String(stderr) }),
       );
     });
   }
