@@ -71,11 +71,11 @@ export class VirshLibvirt implements Libvirt {
   }
 
   async version(opts: CallOptions = {}): Promise<LibvirtVersion> {
-    return parseVersion(await this.run(['version'], opts));
+    return parseVersion(await this.run(queryArgs('', 'version'), opts));
   }
 
   async ping(opts: CallOptions = {}): Promise<void> {
-    await this.run(['version'], opts);
+    await this.run(queryArgs('', 'version'), opts);
   }
 
   async listDomains(opts: CallOptions = {}): Promise<string[]> {
@@ -83,11 +83,11 @@ export class VirshLibvirt implements Libvirt {
   }
 
   async domainState(domain: string, opts: CallOptions = {}): Promise<DomainState> {
-    return parseDomState(await this.run(['domstate', '--domain', domain], opts));
+    return parseDomState(await this.run(queryArgs(domain, 'state'), opts));
   }
 
   async dumpXml(domain: string, opts: CallOptions & { inactive?: boolean } = {}): Promise<string> {
-    return this.run(['dumpxml', '--domain', domain, ...(opts.inactive === true ? ['--inactive'] : [])], opts);
+    return this.run(queryArgs(domain, opts.inactive === true ? 'inactiveXml' : 'xml'), opts);
   }
 
   async define(xml: string, opts: CallOptions = {}): Promise<void> {
@@ -102,7 +102,7 @@ export class VirshLibvirt implements Libvirt {
   }
 
   async blockCapacity(domain: string, target: string, opts: CallOptions = {}): Promise<number> {
-    return parseBlockCapacity(await this.run(['domblkinfo', '--domain', domain, '--device', target], opts), domain, target);
+    return parseBlockCapacity(await this.run(queryArgs(domain, { capacity: target }), opts), domain, target);
   }
 
   async start(domain: string, opts: CallOptions = {}): Promise<void> {
@@ -145,7 +145,7 @@ export class VirshLibvirt implements Libvirt {
   async jobInfo(domain: string, opts: CallOptions & { completed?: boolean } = {}): Promise<JobInfo> {
     try {
       return parseJobInfo(
-        await this.run(['domjobinfo', '--domain', domain, ...(opts.completed === true ? ['--completed'] : [])], opts),
+        await this.run([...queryArgs(domain, 'job'), ...(opts.completed === true ? ['--completed'] : [])], opts),
       );
     } catch (e) {
       // QEMU keeps job state only while the domain runs: a shut-off domain has no job.
@@ -161,7 +161,7 @@ export class VirshLibvirt implements Libvirt {
   }
 
   async checkpointList(domain: string, opts: CallOptions = {}): Promise<string[]> {
-    return parseNameList(await this.run(['checkpoint-list', '--domain', domain, '--name', '--topological'], opts));
+    return parseNameList(await this.run(queryArgs(domain, 'checkpoints'), opts));
   }
 
   async checkpointDumpXml(
@@ -228,7 +228,7 @@ export class VirshLibvirt implements Libvirt {
           this.batchError(argvs[i] ?? [], o, timeoutMs, opts.signal),
         );
       } catch (e) {
-        const err = e instanceof PullbackError ? e : new PullbackError('VIRSH_FAILED', String(e), { cause: e });
+        const err = asPullbackError(e);
         errors = argvs.map(() => err);
       }
     }
@@ -240,7 +240,7 @@ export class VirshLibvirt implements Libvirt {
           await this.run(argv, opts);
           errors.push(null);
         } catch (e) {
-          errors.push(e instanceof PullbackError ? e : new PullbackError('VIRSH_FAILED', String(e), { cause: e }));
+          errors.push(asPullbackError(e));
         }
       }
     }
@@ -276,10 +276,7 @@ export class VirshLibvirt implements Libvirt {
         return failed === null ? Promise.resolve(hit.stdout) : Promise.reject(failed);
       }
     }
-    // The session runs one batch at a time; a call that would wait behind another (calls run
-    // concurrently, e.g. a checkpoint's XML fetched while disks are read) gets its own process.
-    // A newline would end the session's command line early: such a call gets its own process.
-    if (this.session !== undefined && !this.session.busy && !args.some((a) => a.includes('\n'))) {
+    if (this.sessionFor([args]) !== undefined) {
       return this.batch([args], timeoutMs, opts.signal).then((outs) => {
         const o = outs?.[0];
         if (o === undefined) return this.runProcess(argv, shown, timeoutMs, opts.signal);
@@ -289,6 +286,17 @@ export class VirshLibvirt implements Libvirt {
       });
     }
     return this.runProcess(argv, shown, timeoutMs, opts.signal);
+  }
+
+  /**
+   * The session, when it may run `argvs`: it runs one batch at a time, so a call that would
+   * wait behind another (calls run concurrently, e.g. a checkpoint's XML fetched while disks
+   * are read) gets its own process; so does one with a newline, which would end the
+   * session's command line early.
+   */
+  private sessionFor(argvs: readonly (readonly string[])[]): VirshSession | undefined {
+    if (this.session === undefined || this.session.busy) return undefined;
+    return argvs.some((a) => a.some((x) => x.includes('\n'))) ? undefined : this.session;
   }
 
   /** One virsh process for one command. */
@@ -308,9 +316,10 @@ export class VirshLibvirt implements Libvirt {
   private async batch(argvs: readonly (readonly string[])[], timeoutMs: number, signal: AbortSignal | undefined): Promise<BatchOutcome[] | undefined> {
     const readOnly = argvs.every((a) => READ_ONLY.has(a[0] ?? ''));
     const shown = `virsh -c ${this.uri} '${argvs.map((a) => a.join(' ')).join(' ; ')}'`;
-    if (this.session !== undefined && !this.session.busy && !argvs.some((a) => a.some((x) => x.includes('\n')))) {
+    const session = this.sessionFor(argvs);
+    if (session !== undefined) {
       try {
-        return await this.session.run(argvs, timeoutMs, signal);
+        return await session.run(argvs, timeoutMs, signal);
       } catch (e) {
         if (!(e instanceof SessionFailure)) throw e;
         if (e.kind === 'aborted' || signal?.aborted === true) throw new PullbackError('ABORTED', `${shown}: aborted`, { cause: e });
@@ -374,7 +383,10 @@ export class VirshLibvirt implements Libvirt {
   }
 }
 
-/** The argv of the read-only method a prefetch query stands for: the same key run() looks up. */
+/**
+ * The argv of a read-only question: the methods ask with it and prefetch stores its answer
+ * under it, so the key a prefetched answer is found by is the one the method builds.
+ */
 function queryArgs(domain: string, q: PrefetchQuery): string[] {
   switch (q) {
     case 'version':
@@ -392,6 +404,10 @@ function queryArgs(domain: string, q: PrefetchQuery): string[] {
     default:
       return ['domblkinfo', '--domain', domain, '--device', q.capacity];
   }
+}
+
+function asPullbackError(e: unknown): PullbackError {
+  return e instanceof PullbackError ? e : new PullbackError('VIRSH_FAILED', String(e), { cause: e });
 }
 
 /** Runs `fn` with a fresh private (0700) directory for XML input files, then removes it. */
