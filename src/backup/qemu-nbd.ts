@@ -8,6 +8,10 @@
 // and kills it. So it is started through util-linux `setpriv --pdeathsig KILL`, which asks
 // the kernel to SIGKILL it when its parent (this process' main thread, which spawns it)
 // dies, however it dies; `setpriv` then execs qemu-nbd, which keeps that setting.
+//
+// Readiness: the socket file appears at bind(), a moment before listen(); a connect in between
+// is refused (seen under load in CI: ECONNREFUSED). qemu-nbd writes `--pid-file` only after its
+// server socket listens, so the pid file, not the socket, says the export is ready.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { PullbackError } from '../errors.js';
@@ -26,7 +30,8 @@ export async function startQemuNbd(opts: {
   bitmap?: string | undefined;
   signal?: AbortSignal | undefined;
 }): Promise<QemuNbdExport> {
-  const args = ['-r', '-f', opts.format, '-k', opts.socket, '-x', opts.exportName, '-t', '-e', '16'];
+  const pidFile = `${opts.socket}.pid`;
+  const args = ['-r', '-f', opts.format, '-k', opts.socket, '-x', opts.exportName, '-t', '-e', '16', '--pid-file', pidFile];
   if (opts.bitmap !== undefined) args.push('-B', opts.bitmap);
   args.push(opts.image);
   const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-nbd', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -41,7 +46,7 @@ export async function startQemuNbd(opts: {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new PullbackError('BACKUP_FAILED', `qemu-nbd could not export ${opts.image}: ${stderr.trim() || `exit ${child.exitCode}`}`);
     }
-    if (await isSocket(opts.socket)) break;
+    if (await exists(pidFile)) break;
     if (Date.now() > deadline || opts.signal?.aborted === true) {
       child.kill('SIGKILL');
       throw new PullbackError('BACKUP_FAILED', `qemu-nbd did not start serving ${opts.image} within 15 s: ${stderr.trim()}`);
@@ -51,9 +56,10 @@ export async function startQemuNbd(opts: {
   return { socket: opts.socket, exportName: opts.exportName, stop: () => stopChild(child, exited) };
 }
 
-async function isSocket(path: string): Promise<boolean> {
+async function exists(path: string): Promise<boolean> {
   try {
-    return (await stat(path)).isSocket();
+    await stat(path);
+    return true;
   } catch {
     return false;
   }
