@@ -161,7 +161,7 @@ try {
   );
 
   const restore = (backup: string, format: string, out: string): Timed =>
-    best(() => timed(process.execPath, [bin, 'restore', '--repo', repoDir, '--domain', 'bench', '--backup', backup, '--output', out, '--disk', 'vda', '--format', format, '--force', '--json', ...(workers === '' ? [] : ['--workers', workers])], out));
+    best(() => timed(bin, ['restore', '--repo', repoDir, '--domain', 'bench', '--backup', backup, '--output', out, '--disk', 'vda', '--format', format, '--force', '--json', ...(workers === '' ? [] : ['--workers', workers])], out));
 
   const raw = join(dir, 'restored.raw');
   const qcow = join(dir, 'restored.qcow2');

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `pullback serve` vs qemu-nbd, both read by nbdcopy (see bench/serve.ts). Builds dist/ first
-# because the benchmark runs the real CLI (`node bin/pullback serve`).
+# because the benchmark runs the real CLI (`bin/pullback serve`).
 #   bash bench/serve.sh [--work DIR] [--runs N] [--cache 64M]
 set -euo pipefail
 cd "$(dirname "$0")/.."

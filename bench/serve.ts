@@ -5,7 +5,7 @@
 // repository (1 MiB chunks, zstd 3) as one full backup: 1 GiB random data (stored raw),
 // 512 MiB compressible text (unique per chunk, zstd-compressed, so every read decompresses),
 // 512 MiB zeros (half zero markers, half never written); and the same bytes as a sparse raw
-// image for qemu-nbd. Both servers run as separate processes: `node bin/pullback serve`
+// image for qemu-nbd. Both servers run as separate processes: `bin/pullback serve`
 // (needs dist/: bench/serve.sh builds it) and `qemu-nbd -r -f raw`. After one untimed warm-up
 // each, RUNS alternating timed runs of `nbdcopy URI null:`; medians; ratio = qemu-nbd seconds
 // / serve seconds. Then `nbdcopy URI -` through sha256 must equal the raw image's sha256.
@@ -120,8 +120,8 @@ function peakRssMB(pid: number | undefined): number {
 async function startServe(work: string, cache: string): Promise<{ child: ChildProcess; uri: string }> {
   const sock = join(work, 'serve.sock');
   const child = spawn(
-    process.execPath,
-    ['bin/pullback', 'serve', '--repo', join(work, 'repo'), '--domain', DOMAIN, '--disk', 'vda', '--socket', sock, '--cache', cache, '--json'],
+    'bin/pullback',
+    ['serve', '--repo', join(work, 'repo'), '--domain', DOMAIN, '--disk', 'vda', '--socket', sock, '--cache', cache, '--json'],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const uri = await new Promise<string>((resolve, reject) => {

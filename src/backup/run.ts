@@ -16,6 +16,7 @@ import type { Libvirt } from '../libvirt/libvirt.js';
 import { QEMU_DIRTY_BITMAP_PREFIX, type NbdTarget } from '../nbd/index.js';
 import { newBackupId, type BackupRecord, type BackupWriter, type Repository } from '../store/index.js';
 import { currentOwner } from '../store/owner.js';
+import { prefetchFirstQueries } from './first-queries.js';
 import { decideLevel, type Decision, type RequestedLevel } from './decide.js';
 import { createJobDir, DEFAULT_SCRATCH_DIR } from './job-dir.js';
 import { handleLeftoverJob } from './leftover.js';
@@ -42,6 +43,8 @@ export interface BackupOptions {
    * the guest here, to prove such writes do not leak into the backup.)
    */
   afterJobStart?: () => Promise<void>;
+  /** The first questions, already sent by the caller (prefetchFirstQueries); else sent here. */
+  firstQueries?: Promise<void>;
 }
 
 export interface BackupDeps {
@@ -82,7 +85,7 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
   const domain = opts.domain;
 
   // One virsh process answers the questions below (virsh-batch.ts); each call then uses its answer.
-  await libvirt.prefetch(domain, ['version', 'state', 'inactiveXml', 'xml', 'job', 'checkpoints'], call);
+  await (opts.firstQueries ?? prefetchFirstQueries(libvirt, domain, call));
   await libvirt.ping(call);
   const state = await libvirt.domainState(domain, call);
   const inactiveXml = await libvirt.dumpXml(domain, { ...call, inactive: true });

@@ -62,16 +62,6 @@ export class VirshSession {
     return this.pending > 0;
   }
 
-  /** Starts virsh (it connects to libvirtd at once) without running anything yet. */
-  warmUp(): void {
-    if (this.proc !== undefined) return;
-    this.proc = this.start();
-    if (this.idle === undefined && !this.busy) {
-      this.idle = setTimeout(() => this.close(), this.idleMs);
-      this.idle.unref();
-    }
-  }
-
   close(): void {
     if (this.idle !== undefined) clearTimeout(this.idle);
     this.idle = undefined;

@@ -60,11 +60,6 @@ export class VirshLibvirt implements Libvirt {
     this.session = session ? new VirshSession(this.virsh, this.uri) : undefined;
   }
 
-  /** Starts the virsh session now, so its start-up overlaps the caller's own (no-op without one). */
-  warmUp(): void {
-    this.session?.warmUp();
-  }
-
   /** Ends the virsh session now (it also ends by itself when idle). */
   close(): void {
     this.session?.close();

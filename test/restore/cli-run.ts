@@ -13,7 +13,7 @@ export interface CliResult {
 
 export async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   try {
-    const r = await run(process.execPath, [BIN, ...args], { env: { ...process.env, PULLBACK_REPO: '', ...env } });
+    const r = await run(BIN, args, { env: { ...process.env, PULLBACK_REPO: '', ...env } });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };

@@ -18,8 +18,8 @@ interface Result {
 
 async function cli(args: string[], opts: { asNobody?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
   const [cmd, argv] = opts.asNobody === true
-    ? ['setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args]]
-    : [process.execPath, [BIN, ...args]];
+    ? ['setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', BIN, ...args]]
+    : [BIN, args];
   try {
     const r = await run(cmd as string, argv as string[], { env: { ...process.env, PULLBACK_REPO: '', ...opts.env } });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };

@@ -62,7 +62,7 @@ describe('locks between processes', () => {
         code: 'REPO_LOCKED',
         message: expect.stringMatching(new RegExp(`locked by test child \\(pid ${c.proc.pid} on host .*, gc lock since .*\\); wait for it to finish, or if that process no longer exists remove .*\\.lock`)),
       });
-      const cliRun = await run(process.execPath, [BIN, 'gc', '--repo', dir]).catch((e: unknown) => e as { code: number; stderr: string });
+      const cliRun = await run(BIN, ['gc', '--repo', dir]).catch((e: unknown) => e as { code: number; stderr: string });
       expect((cliRun as { code: number }).code).toBe(1);
       expect((cliRun as { stderr: string }).stderr).toMatch(/^pullback: error \[REPO_LOCKED\]: repository is locked by test child .*\n$/);
 

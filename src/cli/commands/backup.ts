@@ -38,10 +38,14 @@ export function register(program: Command, ctx: CliContext): void {
         throw new UsageError(`--connections must be an integer from 1 to 16, not '${opts.connections}'`);
       }
       const dir = repoFrom(opts.repo);
-      // virsh first: its session starts (links, connects to libvirtd) while the rest loads.
-      const { VirshLibvirt } = await import('../../libvirt/virsh.js');
+      // virsh first: its session starts (links, connects to libvirtd) and answers the backup's
+      // first questions while the rest loads.
+      const [{ VirshLibvirt }, { prefetchFirstQueries }] = await Promise.all([
+        import('../../libvirt/virsh.js'),
+        import('../../backup/first-queries.js'),
+      ]);
       const libvirt = new VirshLibvirt(opts.connect === undefined ? {} : { uri: opts.connect });
-      libvirt.warmUp();
+      const firstQueries = prefetchFirstQueries(libvirt, opts.domain, { signal: ctx.signal });
       // Loaded here, not at start-up: every command pays only for the modules it runs.
       const [{ runBackup }, { Repository }, { diskProgress, formatBytes }] = await Promise.all([
         import('../../backup/run.js'),
@@ -62,6 +66,7 @@ export function register(program: Command, ctx: CliContext): void {
             scratchDir: opts.scratchDir,
             connections,
             signal: ctx.signal,
+            firstQueries,
             log,
             onProgress: (p) => progress.update(p),
           },
