@@ -28,7 +28,7 @@ if (!fromSrc && !existsSync(fileURLToPath(distEntry))) {
   console.error('bench: dist/ is not built: run `npx tsc -p tsconfig.build.json` first (or pass --src)');
   process.exit(2);
 }
-const { Repository, parseSize } = (await import(fromSrc ? '../src/store/index.js' : distEntry.href)) as Store;
+const { Repository, parseSize, DEFAULT_COMPRESSION_LEVEL } = (await import(fromSrc ? '../src/store/index.js' : distEntry.href)) as Store;
 
 const MiB = 1024 * 1024;
 
@@ -141,7 +141,7 @@ async function runPipeline(): Promise<{ seconds: number; peakRss: number; perKin
 // --- single-core ceiling ---------------------------------------------------------------
 function runCeiling(): { all: number; perKind: Record<Kind, number>; zeroSkip: number } {
   const c = new Compressor();
-  c.setParameters({ compressionLevel: 3 });
+  c.setParameters({ compressionLevel: DEFAULT_COMPRESSION_LEVEL });
   const perKind: Record<Kind, number> = { random: 0, text: 0, zero: 0 };
   let sink = 0;
   for (const ch of chunks()) {
@@ -173,8 +173,8 @@ const req = createRequire(workerData.root + '/package.json');
 const { blake3 } = req('@napi-rs/blake-hash');
 const { Compressor } = req('zstd-napi');
 const c = new Compressor();
-c.setParameters({ compressionLevel: 3 });
-const { bases, text, chunkSize, random, texts, part, parts } = workerData;
+const { bases, text, chunkSize, random, texts, part, parts, level } = workerData;
+c.setParameters({ compressionLevel: level });
 const buf = Buffer.alloc(chunkSize);
 const t0 = performance.now();
 let sink = 0;
@@ -201,7 +201,7 @@ async function runParallel(threads: number): Promise<number> {
     Array.from({ length: threads }, (_, part) => {
       const w = new Worker(PARALLEL_SRC, {
         eval: true,
-        workerData: { root, bases: randomBases, text: textPool, chunkSize, random, texts, part, parts: threads },
+        workerData: { root, bases: randomBases, text: textPool, chunkSize, random, texts, part, parts: threads, level: DEFAULT_COMPRESSION_LEVEL },
       });
       return new Promise((resolve, reject) => {
         w.once('message', resolve);
@@ -235,7 +235,7 @@ console.log(`pipeline: ${p.seconds.toFixed(2)} s = ${mbps(totalBytes, p.seconds)
 for (const k of ['random', 'text', 'zero'] as const) console.log(`  ${k.padEnd(6)} ${mbps(bytesOf(k), p.perKind[k])}`);
 console.log(`pipeline CPU: ${cpuSeconds.toFixed(2)} s (all threads) = ${((100 * cpuSeconds) / p.seconds).toFixed(0)}% of one core`);
 console.log(`peak RSS of the process up to the end of the pipeline (maxRSS): ${(p.peakRss / MiB).toFixed(0)} MiB = ${(p.peakRss / 1e6).toFixed(0)} MB`);
-console.log(`single-core hash+compress ceiling (blake3 + zstd level 3, every chunk): ${ceil.all.toFixed(2)} s = ${mbps(totalBytes, ceil.all)}`);
+console.log(`single-core hash+compress ceiling (blake3 + zstd level ${DEFAULT_COMPRESSION_LEVEL}, every chunk): ${ceil.all.toFixed(2)} s = ${mbps(totalBytes, ceil.all)}`);
 for (const k of ['random', 'text', 'zero'] as const) console.log(`  ${k.padEnd(6)} ${mbps(bytesOf(k), ceil.perKind[k])}`);
 console.log(`single-core ceiling with zero chunks skipped by memcmp: ${ceil.zeroSkip.toFixed(2)} s = ${mbps(totalBytes, ceil.zeroSkip)}`);
 console.log(`pipeline / ceiling: ${(ceil.all / p.seconds).toFixed(2)}x; pipeline / zero-skipping ceiling: ${(ceil.zeroSkip / p.seconds).toFixed(2)}x`);

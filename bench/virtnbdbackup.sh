@@ -9,7 +9,7 @@
 #     ~4.5x, lz4 ~1.9x, no two 4 KiB blocks equal; bench/vnb-data.ts), [2G,4G) explicit zeroes (`qemu-io write -z`: zero
 #     clusters, reported by NBD base:allocation as zero, so both tools skip them).
 #   - Three domains on identical copies (virtnbdbackup refuses foreign checkpoints and a
-#     full resets its chain): pbvnb-pullback (pullback, default repo: 1 MiB chunks, zstd:3),
+#     full resets its chain): pbvnb-pullback (pullback, default repo: 1 MiB chunks, zstd:1),
 #     pbvnb-plain (virtnbdbackup), pbvnb-lz4 (virtnbdbackup -z). Every domain gets the same
 #     guest writes (same data, same offsets) through HMP qemu-io, so dirty bitmaps see them.
 #   - Chain: full; 256 MiB of scattered writes (64 KiB..4 MiB, 4 KiB-aligned, half random

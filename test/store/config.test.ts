@@ -27,7 +27,7 @@ describe('config', () => {
     expect(parseCompression('zstd:3')).toBe(3);
     expect(parseCompression('zstd:19')).toBe(19);
     expect(parseCompression('zstd:-5')).toBe(-5);
-    expect(parseCompression('zstd')).toBe(3);
+    expect(parseCompression('zstd')).toBe(1);
     expect(() => parseCompression('gzip:9')).toThrow(/use zstd:LEVEL/);
     expect(() => parseCompression('zstd:99')).toThrow(/zstd level 99 is invalid/);
   });

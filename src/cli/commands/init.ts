@@ -27,7 +27,7 @@ export function register(program: Command, ctx: CliContext): void {
     .description('create a repository (a deduplicating chunk store) in DIR')
     .option('--repo <dir>', 'repository directory (default: $PULLBACK_REPO)')
     .option('--chunk-size <size>', `chunk size, a power of two from 64K to 16M (default ${formatSize(DEFAULT_CHUNK_SIZE)})`)
-    .option('--compression <spec>', 'zstd:LEVEL (default zstd:3)')
+    .option('--compression <spec>', 'zstd:LEVEL (default zstd:1)')
     .action(async (opts: InitOpts) => {
       const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
