@@ -4,7 +4,8 @@
 //
 // A job is pullback's when its NBD socket sits in a pullback job directory
 // (job-dir.ts); its owner.json says which process ran it. A dead owner means the job is a
-// leftover: end it, delete the checkpoint it created, mark its backup failed, and say so.
+// leftover: end it, delete the checkpoint it created, mark its backup failed, and say so
+// (unless its backup had completed: then the checkpoint is kept as the next base).
 // A live owner (another pullback backing up this domain right now) or a job of another
 // tool is left alone with a clear error.
 import { readFile, rm } from 'node:fs/promises';
@@ -58,7 +59,12 @@ export async function handleLeftoverJob(
     if (!(e instanceof PullbackError && e.code === 'JOB_NOT_ACTIVE')) throw e;
   }
   const checkpoint = `${CHECKPOINT_PREFIX}${id}`;
-  if ((await libvirt.checkpointList(domain)).includes(checkpoint)) {
+  const rec = repo.getBackup(id);
+  if (rec?.status === 'complete') {
+    // Killed after its record was complete (between that and ending the job): every chunk is
+    // durable, so its checkpoint is a valid base; deleting it would force the next backup full.
+    log(`domain ${domain}: backup ${id} had completed; its checkpoint ${checkpoint} stays as the base for the next incremental`);
+  } else if ((await libvirt.checkpointList(domain)).includes(checkpoint)) {
     try {
       await libvirt.checkpointDelete(domain, checkpoint);
       log(`domain ${domain}: deleted checkpoint ${checkpoint} of the unfinished backup`);
@@ -66,7 +72,6 @@ export async function handleLeftoverJob(
       log(`domain ${domain}: could not delete checkpoint ${checkpoint}: ${errorMessage(e)}`);
     }
   }
-  const rec = repo.getBackup(id);
   if (rec?.status === 'running') repo.markFailed(id, 'its pullback process died; the job was ended by a later run');
   await rm(dirname(socket), { recursive: true, force: true });
 }

@@ -43,6 +43,12 @@ export interface BackupOptions {
    * the guest here, to prove such writes do not leak into the backup.)
    */
   afterJobStart?: () => Promise<void>;
+  /**
+   * Called once the backup's record is complete, before its job ends and older checkpoints
+   * are deleted. (Tests kill the process here: the next run must keep this backup's
+   * checkpoint as its base.)
+   */
+  afterComplete?: () => Promise<void> | void;
   /** The first questions, already sent by the caller (prefetchFirstQueries); else sent here. */
   firstQueries?: Promise<void>;
 }
@@ -195,6 +201,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     );
     const cpXml = await cpXmlPromise;
     const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
+    await opts.afterComplete?.();
     // Ending the job and deleting the checkpoints it made redundant: one virsh process.
     const older = checkpointCreated ? olderCheckpoints(input.checkpointNames, checkpoint) : [];
     const ended = await libvirt.endJobAndDeleteCheckpoints(domain, older);

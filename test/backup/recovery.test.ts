@@ -1,7 +1,7 @@
 // Backups that go wrong, through the CLI: a pullback killed mid-backup (the next run ends
 // the leftover job and loses nothing), lost checkpoint metadata (redefined from the
 // repository), a resized disk, a job pullback did not start, and bad input.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { runCli, spawnCli } from '../helpers/cli.js';
 import { createTestDomain, sha256File, type TestDomain } from '../helpers/domain.js';
 
 const MiB = 1024 * 1024;
+const DIE_AFTER_COMPLETE = new URL('./die-after-complete.ts', import.meta.url).pathname;
 
 interface JsonBackup {
   backup: { id: string; level: string; reason: string; checkpoint: string; parent: string | null; disks: Array<{ name: string; bytesRead: number }> };
@@ -90,6 +91,32 @@ describe('backup recovery and errors', () => {
     expect(await dom.libvirt.checkpointList(dom.name)).toEqual([next.backup.checkpoint]);
     const check = await runCli(['check', '--repo', repoDir]);
     expect(check.code, check.stdout + check.stderr).toBe(0);
+  });
+
+  it('kill -9 after the record is complete: the next run ends the job, keeps that checkpoint as its base', async () => {
+    const before = await backupJson();
+    await dom.writeRandom('vda', 24 * MiB, 4 * MiB, 3);
+    const child = spawn(process.execPath, ['--import', 'tsx', DIE_AFTER_COMPLETE, repoDir, dom.name, scratch], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let childErr = '';
+    child.stderr.on('data', (b: Buffer) => (childErr += b.toString()));
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (c, s) => r([c, s])));
+    expect(signal, `exit ${code}: ${childErr}`).toBe('SIGKILL');
+    const list = JSON.parse((await runCli(['list', '--repo', repoDir, '--json'])).stdout) as Array<{ id: string; status: string; checkpoint: string }>;
+    const killed = list.at(-1) as { id: string; status: string; checkpoint: string };
+    expect(killed.status).toBe('complete');
+    expect((await dom.libvirt.jobInfo(dom.name)).active).toBe(true);
+    expect(await dom.libvirt.checkpointList(dom.name)).toEqual([before.json.backup.checkpoint, killed.checkpoint]);
+
+    await dom.writeRandom('vda', 40 * MiB, 2 * MiB, 4);
+    const want = await dom.referenceSha256('vda');
+    const { json: next, stderr } = await backupJson();
+    expect(stderr).toContain(`backup job of backup ${killed.id} was left running by a pullback that died`);
+    expect(stderr).toContain(`backup ${killed.id} had completed; its checkpoint ${killed.checkpoint} stays as the base`);
+    expect(next.backup.level).toBe('incremental');
+    expect(next.backup.parent).toBe(killed.id);
+    expect(next.backup.disks[0]?.bytesRead).toBe(2 * MiB);
+    expect(await restoredSha(next.backup.id, 'vda')).toBe(want);
+    expect(await dom.libvirt.checkpointList(dom.name)).toEqual([next.backup.checkpoint]);
   });
 
   it('lost checkpoint metadata is redefined from the repository and the backup stays incremental', async () => {
