@@ -3,9 +3,10 @@
 // while the job runs) and owner.json (which process runs the job). The backup id in the
 // path is how a later run recognises a job left behind by a killed pullback
 // (backup-dumpxml shows the socket path).
-import { mkdir, rm, writeFile, access, constants } from 'node:fs/promises';
+import { mkdir, rm, writeFile, access, constants, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PullbackError, errorMessage } from '../errors.js';
+import { describeOwner, liveness, parseOwner } from '../store/owner.js';
 
 export const DEFAULT_SCRATCH_DIR = '/var/tmp/pullback';
 
@@ -50,4 +51,25 @@ export function backupIdFromSocket(socket: string | null): string | undefined {
   if (socket === null) return undefined;
   const m = /\/pullback-(\d{8}T\d{6}Z-[0-9a-f]{4})\/nbd\.sock$/.exec(socket);
   return m?.[1];
+}
+
+/**
+ * Removes the job directories that dead pullback processes left behind and that no job can
+ * still use: those without `nbd.sock`, i.e. of offline backups, whose qemu-nbd died with
+ * them (qemu-nbd.ts). A directory with `nbd.sock` may serve a libvirt job that still runs:
+ * handleLeftoverJob ends that job and removes the directory when its domain is next backed up.
+ */
+export async function removeDeadJobDirs(scratchDir: string, log: (m: string) => void): Promise<void> {
+  const names = await readdir(scratchDir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!/^pullback-\d{8}T\d{6}Z-[0-9a-f]{4}$/.test(name)) continue;
+    const dir = join(scratchDir, name);
+    const entries = await readdir(dir).catch(() => undefined);
+    if (entries === undefined || entries.includes('nbd.sock')) continue;
+    const owner = parseOwner((await readFile(join(dir, 'owner.json'), 'utf8').catch(() => '')).trim());
+    // No owner file yet: another pullback may be creating it right now.
+    if (owner === undefined || liveness(owner) !== 'dead') continue;
+    await rm(dir, { recursive: true, force: true });
+    log(`removed ${dir}, left behind by a backup whose pullback died (${describeOwner(owner)})`);
+  }
 }

@@ -18,7 +18,7 @@ import { newBackupId, type BackupRecord, type BackupWriter, type Repository } fr
 import { currentOwner } from '../store/owner.js';
 import { prefetchFirstQueries } from './first-queries.js';
 import { decideLevel, type Decision, type RequestedLevel } from './decide.js';
-import { createJobDir, DEFAULT_SCRATCH_DIR } from './job-dir.js';
+import { createJobDir, DEFAULT_SCRATCH_DIR, removeDeadJobDirs } from './job-dir.js';
 import { handleLeftoverJob } from './leftover.js';
 import { backupOffline } from './offline.js';
 import { readDisk, type DiskProgress } from './read-disk.js';
@@ -144,7 +144,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   const checkpoint = `pullback.${id}`;
   const parentId = decision.level === 'incremental' ? decision.parentId : null;
   const bitmapDisks = disks.filter((d) => d.incrementalCapable);
-  const jobDir = await createJobDir(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, id, currentOwner());
+  const scratchDir = opts.scratchDir ?? DEFAULT_SCRATCH_DIR;
+  await removeDeadJobDirs(scratchDir, log);
+  const jobDir = await createJobDir(scratchDir, id, currentOwner());
 
   let writer: BackupWriter | undefined;
   let jobStarted = false;

@@ -1,6 +1,7 @@
 // kill -9 of pullback during a backup of a shut-off domain (found by the fidelity driver,
 // docs/fidelity.md, defect 1): the qemu-nbd it started must die with it, or its image lock
-// keeps the domain from starting and offline writers from opening the image.
+// keeps the domain from starting and offline writers from opening the image; and the job
+// directory it leaves is removed by the next backup.
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -55,6 +56,7 @@ describe('offline backup killed with SIGKILL', () => {
       if (!serving) await sleep(5);
     }
     expect(serving).toBe(true);
+    const killedDir = join(scratch, readdirSync(scratch)[0] as string);
     expect((await qemuNbdPids(dom.dir)).length).toBeGreaterThan(0);
     child.kill('SIGKILL');
     await exited;
@@ -66,6 +68,10 @@ describe('offline backup killed with SIGKILL', () => {
     await dom.start();
     const next = await runCli(['backup', '--repo', repo, '--domain', dom.name, '--scratch-dir', scratch, '--json']);
     expect(next.code, next.stderr).toBe(0);
+    // Its job directory (owner file, dead sockets) is removed by the next backup, and said so.
+    expect(next.stderr).toContain(`removed ${killedDir}, left behind by a backup whose pullback died`);
+    expect(existsSync(killedDir)).toBe(false);
+    expect(readdirSync(scratch)).toEqual([]);
     const check = await runCli(['check', '--repo', repo]);
     expect(check.code, check.stdout + check.stderr).toBe(0);
   });
