@@ -83,25 +83,27 @@ export async function readDisk(opts: ReadDiskOptions): Promise<ReadDiskResult> {
     }
 
     const window = Math.max(1, Math.min(opts.window ?? 16, reads.length));
-    const buffers = Array.from({ length: window }, () => Buffer.allocUnsafe(opts.chunkSize));
     let next = 0;
     let bytesRead = 0;
     let stopped = false;
-    const worker = async (buf: Buffer): Promise<void> => {
+    const call = signal === undefined ? {} : { signal };
+    const worker = async (): Promise<void> => {
       while (next < reads.length && !stopped) {
         signal?.throwIfAborted();
         const index = reads[next++] as number;
         const len = chunkLength(index, opts.chunkSize, opts.size);
-        const view = len === buf.length ? buf : buf.subarray(0, len);
         const offset = index * opts.chunkSize;
+        // Read straight into one of the store's input slots: no copy between read and ingest.
+        const slot = await opts.writer.reserve(call);
         try {
-          await pool.readInto(view, offset, signal === undefined ? {} : { signal });
+          await pool.readInto(slot.buffer.subarray(0, len), offset, call);
         } catch (e) {
+          slot.release();
           throw new PullbackError('BACKUP_FAILED', `${where}: read of ${len} bytes at offset ${offset} failed: ${errorMessage(e)}`, {
             cause: e,
           });
         }
-        await opts.writer.ingest(opts.disk, index, view, signal === undefined ? {} : { signal });
+        slot.ingest(opts.disk, index, len);
         bytesRead += len;
         progress.bytesDone = bytesRead;
         opts.onProgress?.({ ...progress });
@@ -109,8 +111,8 @@ export async function readDisk(opts: ReadDiskOptions): Promise<ReadDiskResult> {
     };
     // The first failure stops the other workers from starting new reads.
     const results = await Promise.allSettled(
-      buffers.map((b) =>
-        worker(b).catch((e: unknown) => {
+      Array.from({ length: window }, () =>
+        worker().catch((e: unknown) => {
           stopped = true;
           throw e;
         }),

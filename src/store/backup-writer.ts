@@ -21,7 +21,7 @@ import { chunkPath, manifestPath } from './layout.js';
 import type { RepoLock } from './lock.js';
 import { manifestMeta, writeManifest } from './manifest.js';
 import { abortError, type WorkerPool } from './worker-pool.js';
-import type { BackupRecord, BackupWriter, DiskStats, IngestProgress } from './types.js';
+import type { BackupRecord, BackupWriter, DiskStats, IngestProgress, ReservedChunk } from './types.js';
 
 interface DiskState {
   id: number;
@@ -154,6 +154,46 @@ export class Writer implements BackupWriter {
     data.copy(this.pool.slotBuffer(slot, data.length));
     this.inFlight++;
     this.dispatch({ disk: d, index: chunkIndex, slot, length: data.length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
+  }
+
+  async reserve(opts: { signal?: AbortSignal } = {}): Promise<ReservedChunk> {
+    this.assertRunning();
+    const pool = this.pool;
+    const slot = await pool.acquireSlot(opts.signal);
+    let held = true;
+    return {
+      buffer: pool.slotBuffer(slot, pool.slotSize),
+      ingest: (disk, chunkIndex, length) => {
+        if (!held) throw new PullbackError('INTERNAL', 'a reserved chunk buffer was handed over twice');
+        held = false;
+        this.ingestSlot(pool, slot, disk, chunkIndex, length);
+      },
+      release: () => {
+        if (held) pool.releaseSlot(slot);
+        held = false;
+      },
+    };
+  }
+
+  /** ingest() for data already in `slot`; the slot is the writer's from here on. */
+  private ingestSlot(pool: WorkerPool, slot: number, disk: string, chunkIndex: number, length: number): void {
+    let d: DiskState;
+    try {
+      this.assertRunning();
+      d = this.diskState(disk);
+      this.claim(d, chunkIndex, length);
+    } catch (e) {
+      pool.releaseSlot(slot);
+      throw e;
+    }
+    d.stats.bytesRead += length;
+    if (isAllZero(pool.slotBuffer(slot, length))) {
+      pool.releaseSlot(slot);
+      this.queueZero(d, chunkIndex);
+      return;
+    }
+    this.inFlight++;
+    this.dispatch({ disk: d, index: chunkIndex, slot, length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
   }
 
   zero(disk: string, chunkIndex: number): void {

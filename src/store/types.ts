@@ -68,6 +68,12 @@ export interface BackupWriter {
    * becomes a zero marker. Rejects with the first pipeline error if one happened before.
    */
   ingest(disk: string, chunkIndex: number, data: Buffer, opts?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * A buffer to read a chunk straight into, saving ingest()'s copy: one of the bounded
+   * in-flight input slots (waits for a free one, like ingest). Fill `buffer` (chunkSize bytes),
+   * then hand it over with `ingest(disk, chunkIndex, length)`, or give it back with `release()`.
+   */
+  reserve(opts?: { signal?: AbortSignal }): Promise<ReservedChunk>;
   /** Records a chunk known to read as zeros, without data. */
   zero(disk: string, chunkIndex: number): void;
   stats(disk: string): DiskStats;
@@ -80,6 +86,14 @@ export interface BackupWriter {
   complete(opts?: { signal?: AbortSignal; checkpointXml?: string }): Promise<BackupRecord>;
   /** Marks the backup failed; chunks already stored stay until gc. */
   fail(reason: string): Promise<void>;
+}
+
+export interface ReservedChunk {
+  readonly buffer: Buffer;
+  /** Stores the first `length` bytes of `buffer` as chunk `chunkIndex` of `disk` (see ingest). */
+  ingest(disk: string, chunkIndex: number, length: number): void;
+  /** Gives the slot back unused (a failed read); no-op after ingest or a first release. */
+  release(): void;
 }
 
 export interface ProgressEvent {

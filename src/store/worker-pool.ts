@@ -55,9 +55,13 @@ export function defaultWorkers(): number {
   return availableParallelism();
 }
 
-/** 16 MiB of chunks in flight (16 at 1 MiB), at most 128, at least enough to keep every worker fed. */
+/**
+ * 32 MiB of chunks in flight (32 at 1 MiB), at most 128, at least enough to keep every worker
+ * fed. A backup reads into slots directly (BackupWriter.reserve), so its reads in flight (16
+ * per disk) hold slots too: this is its whole input memory.
+ */
 export function defaultSlots(chunkSize: number, workers: number): number {
-  const bySize = Math.floor((16 * 1024 * 1024) / chunkSize);
+  const bySize = Math.floor((32 * 1024 * 1024) / chunkSize);
   return Math.max(2 * workers + 2, Math.min(128, bySize));
 }
 

@@ -90,3 +90,38 @@ test('an ingest waiting for a slot is aborted by its signal', async () => {
   const rec = await w.complete();
   expect(rec.disks[0]?.chunksNew).toBe(slots + 1);
 });
+
+test('reserve(): data read straight into a slot is stored like ingest(); release and zero chunks give the slot back', async () => {
+  repo = await quietInit(join(t.dir, 'repo'), { chunkSize: CS, workers: 2 });
+  const pool = poolOf(repo);
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 4 * CS - 100 }] });
+  const free = (): number => (pool as unknown as { free: number[] }).free.length;
+  const before = free();
+  // A read that failed: the slot comes back, nothing is recorded.
+  const failed = await w.reserve();
+  expect(free()).toBe(before - 1);
+  failed.release();
+  failed.release();
+  expect(free()).toBe(before);
+  // Chunks 0 and 3 (the short last one) with data, chunk 1 all zeros, chunk 2 never read.
+  const data0 = seededChunk(CS, 9, 0);
+  const data3 = seededChunk(CS - 100, 9, 3);
+  for (const [i, bytes] of [[0, data0], [1, Buffer.alloc(CS)], [3, data3]] as const) {
+    const r = await w.reserve();
+    r.buffer.fill(0xee); // stale bytes beyond `length` must not end up in the chunk
+    bytes.copy(r.buffer);
+    r.ingest('vda', i, bytes.length);
+    expect(() => r.ingest('vda', i, bytes.length)).toThrow(/handed over twice/);
+  }
+  const rec = await w.complete();
+  expect(rec.disks[0]).toMatchObject({ chunksNew: 2, chunksZero: 1, bytesRead: 3 * CS - 100 });
+  expect(free()).toBe(before);
+  const map = repo.resolveChunkMap(rec.id, 'vda');
+  expect(map.get(1).kind).toBe('zero');
+  expect(map.get(2).kind).toBe('absent');
+  const e0 = map.get(0);
+  const e3 = map.get(3);
+  if (e0.kind !== 'data' || e3.kind !== 'data') throw new Error('chunks 0 and 3 must hold data');
+  expect((await repo.readChunk(e0.digest)).equals(data0)).toBe(true);
+  expect((await repo.readChunk(e3.digest)).equals(data3)).toBe(true);
+});
