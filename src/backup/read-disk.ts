@@ -6,7 +6,7 @@
 // checkpoint. Chunks are read `window` at a time over a multi-connection pool into a fixed
 // ring of buffers, so memory is window × chunkSize however large the disk.
 import { PullbackError, errorMessage } from '../errors.js';
-import { BASE_ALLOCATION, NbdPool, getExtents, type NbdTarget } from '../nbd/index.js';
+import { BASE_ALLOCATION, NbdClient, NbdPool, getExtents, type NbdTarget } from '../nbd/index.js';
 import type { BackupWriter } from '../store/index.js';
 import { chunkLength, planChunks } from './plan.js';
 
@@ -46,26 +46,28 @@ export async function readDisk(opts: ReadDiskOptions): Promise<ReadDiskResult> {
   const contexts = [BASE_ALLOCATION];
   if (opts.dirtyBitmap !== undefined) contexts.push(opts.dirtyBitmap);
   const signal = opts.signal;
-  let pool: NbdPool;
+  const connectOpts = { connections: opts.connections ?? 4, metaContexts: contexts, ...(signal === undefined ? {} : { signal }) };
+  const connectError = (e: unknown): PullbackError =>
+    new PullbackError('BACKUP_FAILED', `${where}: cannot connect to the backup export: ${errorMessage(e)}`, { cause: e });
+  // One connection first: the others are opened only when there is something to read (an
+  // incremental with no change reads nothing).
+  let first: NbdClient;
   try {
-    pool = await NbdPool.open(opts.target, {
-      connections: opts.connections ?? 4,
-      metaContexts: contexts,
-      ...(signal === undefined ? {} : { signal }),
-    });
+    first = await NbdClient.connect(opts.target, connectOpts);
   } catch (e) {
-    throw new PullbackError('BACKUP_FAILED', `${where}: cannot connect to the backup export: ${errorMessage(e)}`, { cause: e });
+    throw connectError(e);
   }
+  let pool: NbdPool | undefined;
   try {
-    if (pool.size !== opts.size) {
-      throw new PullbackError('BACKUP_FAILED', `${where}: the export is ${pool.size} bytes, libvirt said ${opts.size}`);
+    if (first.size !== opts.size) {
+      throw new PullbackError('BACKUP_FAILED', `${where}: the export is ${first.size} bytes, libvirt said ${opts.size}`);
     }
     for (const c of contexts) {
-      if (!pool.primary.metaContexts.has(c)) {
+      if (!first.metaContexts.has(c)) {
         throw new PullbackError('BACKUP_FAILED', `${where}: the export does not offer meta context ${c}`);
       }
     }
-    const extents = await getExtents(pool.primary, {
+    const extents = await getExtents(first, {
       ...(opts.dirtyBitmap === undefined ? {} : { dirtyBitmap: opts.dirtyBitmap }),
       ...(signal === undefined ? {} : { signal }),
     });
@@ -82,6 +84,13 @@ export async function readDisk(opts: ReadDiskOptions): Promise<ReadDiskResult> {
       } else reads.push(c.index);
     }
 
+    if (reads.length === 0) return { chunksRead: 0, chunksZero, bytesRead: 0 };
+    try {
+      pool = await NbdPool.extend(first, opts.target, connectOpts);
+    } catch (e) {
+      throw connectError(e);
+    }
+    const readers = pool;
     const window = Math.max(1, Math.min(opts.window ?? 16, reads.length));
     let next = 0;
     let bytesRead = 0;
@@ -96,7 +105,7 @@ export async function readDisk(opts: ReadDiskOptions): Promise<ReadDiskResult> {
         // Read straight into one of the store's input slots: no copy between read and ingest.
         const slot = await opts.writer.reserve(call);
         try {
-          await pool.readInto(slot.buffer.subarray(0, len), offset, call);
+          await readers.readInto(slot.buffer.subarray(0, len), offset, call);
         } catch (e) {
           slot.release();
           throw new PullbackError('BACKUP_FAILED', `${where}: read of ${len} bytes at offset ${offset} failed: ${errorMessage(e)}`, {
@@ -122,6 +131,7 @@ export async function readDisk(opts: ReadDiskOptions): Promise<ReadDiskResult> {
     if (failed !== undefined) throw failed.reason;
     return { chunksRead: reads.length, chunksZero, bytesRead };
   } finally {
-    await pool.close().catch(() => undefined);
+    // The pool owns `first` once it exists (and closed it if opening the others failed).
+    await (pool ?? first).close().catch(() => undefined);
   }
 }

@@ -120,7 +120,32 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
     return backupOffline({ domain, decision, disks, base, inactiveXml, checkpoints, opts, deps });
   }
   log(`domain ${domain}: ${decision.level} backup (${decision.reason})`);
-  return backupLive({ domain, decision, disks, excluded: selection.excluded, inactiveXml, checkpointNames, opts, deps });
+  const live = { domain, disks, excluded: selection.excluded, inactiveXml, checkpointNames, opts, deps };
+  try {
+    return await backupLive({ ...live, decision });
+  } catch (e) {
+    // libvirt checks the base checkpoint's bitmaps only when the job begins: one removed or
+    // damaged behind its back (by hand, an image copied in) fails every incremental from it.
+    // `auto` then takes the full that any other unusable base gets; the broken checkpoint is
+    // deleted as an older one after it (metadata only: its bitmap is gone).
+    const broken = brokenBitmap(e);
+    if (decision.level !== 'incremental' || broken === undefined) throw e;
+    if ((opts.level ?? 'auto') !== 'auto') {
+      throw new PullbackError(
+        'BACKUP_FAILED',
+        `domain ${domain}: checkpoint ${decision.sinceCheckpoint} cannot be the base of an incremental: ${broken}; run with --level auto or full`,
+        { cause: e },
+      );
+    }
+    const full = { level: 'full' as const, reason: `the bitmap of checkpoint ${decision.sinceCheckpoint} is unusable: ${broken}` };
+    log(`domain ${domain}: ${full.reason}; taking a full backup instead`);
+    return backupLive({ ...live, decision: full });
+  }
+}
+
+/** libvirt's reason when backup-begin found the incremental base's bitmap missing or broken. */
+function brokenBitmap(e: unknown): string | undefined {
+  return /checkpoint inconsistent: (missing or broken bitmap [^\n]*)/.exec(errorMessage(e))?.[1]?.trim();
 }
 
 interface LiveInput {
@@ -211,9 +236,22 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     if (ended.job !== null && ended.job.code !== 'JOB_NOT_ACTIVE') {
       log(`could not end the backup job of domain ${domain}: ${errorMessage(ended.job)}`);
     }
-    ended.checkpoints.forEach((err, i) => {
-      if (err !== null) log(`domain ${domain}: could not delete old checkpoint ${older[i] ?? ''}: ${errorMessage(err)}`);
-    });
+    for (const [i, err] of ended.checkpoints.entries()) {
+      const old = older[i] ?? '';
+      if (err === null) continue;
+      // libvirt refuses to delete a checkpoint whose bitmap is already gone from the image
+      // (removed by hand, or an image restored from elsewhere): only its metadata is left.
+      if (/bitmap .* not found/.test(err.message)) {
+        try {
+          await libvirt.checkpointDelete(domain, old, { metadataOnly: true });
+          log(`domain ${domain}: old checkpoint ${old} had lost its bitmap; deleted its metadata`);
+          continue;
+        } catch {
+          // reported below with the first error
+        }
+      }
+      log(`domain ${domain}: could not delete old checkpoint ${old}: ${errorMessage(err)}`);
+    }
     await jobDir.remove();
     return {
       id: record.id,

@@ -28,8 +28,16 @@ export class NbdPool {
     if (!Number.isInteger(opts.connections) || opts.connections < 1) {
       throw new PullbackError('NBD_INVALID_ARGUMENT', `connections must be a positive integer, got ${opts.connections}`);
     }
-    const first = await NbdClient.connect(target, opts);
-    const n = first.canMultiConn ? opts.connections : 1;
+    return NbdPool.extend(await NbdClient.connect(target, opts), target, opts);
+  }
+
+  /**
+   * A pool around a connection already open (e.g. one that answered block status before it
+   * was known whether there is anything to read): opens the others. Owns `first` from here
+   * on: a failure closes it too.
+   */
+  static async extend(first: NbdClient, target: NbdTarget, opts: NbdPoolOptions): Promise<NbdPool> {
+    const n = first.canMultiConn ? Math.max(1, opts.connections) : 1;
     const rest = await Promise.allSettled(Array.from({ length: n - 1 }, () => NbdClient.connect(target, opts)));
     const ok = rest.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const bad = rest.find((r): r is PromiseRejectedResult => r.status === 'rejected');

@@ -132,6 +132,36 @@ describe('backup recovery and errors', () => {
     expect(await restoredSha(json.backup.id, 'vda')).toBe(want);
   });
 
+  it('a base whose bitmap vanished: --level incremental says why; auto takes a full and drops the broken checkpoint', async () => {
+    const { json: base } = await backupJson();
+    const cp = base.backup.checkpoint;
+    // Remove the checkpoint's bitmap from the running QEMU behind libvirt's back.
+    const qmp = async (execute: string, args: object): Promise<unknown> =>
+      JSON.parse(await dom.libvirt.monitorCommand(dom.name, JSON.stringify({ execute, arguments: args }))) as unknown;
+    const nodes = (await qmp('query-named-block-nodes', { flat: true })) as { return: Array<{ 'node-name': string; 'dirty-bitmaps'?: Array<{ name: string }> }> };
+    const node = nodes.return.find((n) => n['dirty-bitmaps']?.some((b) => b.name === cp));
+    expect(node, JSON.stringify(nodes)).toBeDefined();
+    await qmp('block-dirty-bitmap-remove', { node: node?.['node-name'], name: cp });
+
+    const inc = await runCli(args('--level', 'incremental'));
+    expect(inc.code).toBe(1);
+    expect(inc.stderr).toContain(`checkpoint ${cp} cannot be the base of an incremental: missing or broken bitmap`);
+    expect(inc.stderr).toContain('run with --level auto or full');
+    expect(inc.stderr).not.toMatch(/\n\s+at /);
+
+    await dom.writeRandom('vda', 50 * MiB, MiB, 5);
+    const want = await dom.referenceSha256('vda');
+    const { json: full, stderr } = await backupJson();
+    expect(full.backup.level).toBe('full');
+    expect(full.backup.reason).toContain(`the bitmap of checkpoint ${cp} is unusable: missing or broken bitmap`);
+    expect(stderr).toContain(`old checkpoint ${cp} had lost its bitmap; deleted its metadata`);
+    expect(await dom.libvirt.checkpointList(dom.name)).toEqual([full.backup.checkpoint]);
+    expect(await restoredSha(full.backup.id, 'vda')).toBe(want);
+    const { json: next } = await backupJson();
+    expect(next.backup.level).toBe('incremental');
+    expect(next.backup.parent).toBe(full.backup.id);
+  });
+
   it('a backup job pullback did not start is left alone with a clear error', async () => {
     const sock = join(work, 'foreign.sock');
     const bxml = join(work, 'foreign.xml');
