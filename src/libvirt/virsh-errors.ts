@@ -5,16 +5,22 @@ import type { ErrorCode } from '../errors.js';
 
 /** virsh's error lines without the "error: " prefix, in order. */
 export function virshErrorLines(stderr: string): string[] {
-  return stderr
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith('error: '))
-    .map((l) => l.slice('error: '.length));
+  return (
+    stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('error: '))
+      .map((l) => l.slice('error: '.length))
+      // A long-lived virsh (virsh-session.ts) whose libvirtd restarted reconnects before its next
+      // command and reports that as "error: Reconnected to the hypervisor"; the command then runs
+      // normally. (A failed reconnect says "Failed to reconnect", which stays an error.)
+      .filter((l) => l !== 'Reconnected to the hypervisor')
+  );
 }
 
 const RULES: Array<{ code: ErrorCode; pattern: RegExp }> = [
   // The daemon is not reachable at all (socket missing, refused, auth, remote host down).
-  { code: 'LIBVIRT_UNAVAILABLE', pattern: /failed to connect to the hypervisor|Failed to connect socket|Cannot recv data|End of file while reading data|no connection driver available/i },
+  { code: 'LIBVIRT_UNAVAILABLE', pattern: /failed to (re)?connect to the hypervisor|no valid connection|Failed to connect socket|Cannot recv data|End of file while reading data|no connection driver available/i },
   { code: 'DOMAIN_NOT_FOUND', pattern: /failed to get domain|Domain not found|no domain with matching (name|uuid|id)/i },
   { code: 'CHECKPOINT_NOT_FOUND', pattern: /Domain checkpoint not found|no domain checkpoint with matching name/i },
   // Another job holds the domain: libvirt waits 30 s for the lock, then gives up.

@@ -30,4 +30,13 @@ describe('classifyVirshError', () => {
     ]);
     expect(virshErrorLines(stderr('define-malformed'))).toHaveLength(2);
   });
+
+  it('a reconnect after libvirtd restarted is not an error; a failed one is', () => {
+    // What an interactive virsh prints before running its next command once libvirtd came back
+    // (seen in a fidelity run that restarted libvirtd under a live session).
+    expect(virshErrorLines('error: Reconnected to the hypervisor\n')).toEqual([]);
+    const failed = 'error: Failed to reconnect to the hypervisor\nerror: no valid connection\n';
+    expect(virshErrorLines(failed)).toEqual(['Failed to reconnect to the hypervisor', 'no valid connection']);
+    expect(classifyVirshError(failed)).toBe('LIBVIRT_UNAVAILABLE');
+  });
 });
