@@ -6,6 +6,7 @@
 import { mkdir, rm, writeFile, access, constants, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PullbackError, errorMessage } from '../errors.js';
+import { BACKUP_ID } from '../store/backup-id.js';
 import { describeOwner, liveness, parseOwner } from '../store/owner.js';
 
 export const DEFAULT_SCRATCH_DIR = '/var/tmp/pullback';
@@ -62,7 +63,7 @@ export function backupIdFromSocket(socket: string | null): string | undefined {
 export async function removeDeadJobDirs(scratchDir: string, log: (m: string) => void): Promise<void> {
   const names = await readdir(scratchDir).catch(() => [] as string[]);
   for (const name of names) {
-    if (!/^pullback-\d{8}T\d{6}Z-[0-9a-f]{4}$/.test(name)) continue;
+    if (!name.startsWith('pullback-') || !BACKUP_ID.test(name.slice('pullback-'.length))) continue;
     const dir = join(scratchDir, name);
     const entries = await readdir(dir).catch(() => undefined);
     if (entries === undefined || entries.includes('nbd.sock')) continue;

@@ -13,7 +13,7 @@ import { newBackupId } from '../store/index.js';
 import { currentOwner } from '../store/owner.js';
 import { CHECKPOINT_PREFIX } from './checkpoints.js';
 import type { Decision } from './decide.js';
-import { createJobDir, DEFAULT_SCRATCH_DIR, removeDeadJobDirs } from './job-dir.js';
+import { createJobDir, DEFAULT_SCRATCH_DIR } from './job-dir.js';
 import { imageInfo, startQemuNbd, type QemuNbdExport } from './qemu-nbd.js';
 import { beginRecord, diskResults, readSelectedDisk, type BackupDeps, type BackupOptions, type BackupResult, type DiskPlan } from './run.js';
 
@@ -66,9 +66,7 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
 
   const id = newBackupId(new Date());
   const parentId = decision.level === 'incremental' ? decision.parentId : null;
-  const scratchDir = opts.scratchDir ?? DEFAULT_SCRATCH_DIR;
-  await removeDeadJobDirs(scratchDir, log);
-  const jobDir = await createJobDir(scratchDir, id, currentOwner());
+  const jobDir = await createJobDir(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, id, currentOwner());
   let writer: BackupWriter | undefined;
   const exports: QemuNbdExport[] = [];
   try {

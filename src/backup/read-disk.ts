@@ -3,8 +3,9 @@
 // The export is any NBD export of the disk at the backup's instant: libvirt's pull-mode
 // export of a running domain, or qemu-nbd over the image of a shut-off one. For an
 // incremental, `dirtyBitmap` names the meta context holding the changes since the base
-// checkpoint. Chunks are read `window` at a time over a multi-connection pool into a fixed
-// ring of buffers, so memory is window × chunkSize however large the disk.
+// checkpoint. Chunks are read `window` at a time over a multi-connection pool straight into
+// the store's input slots (BackupWriter.reserve), so memory is bounded by the slots however
+// large the disk.
 import { PullbackError, errorMessage } from '../errors.js';
 import { BASE_ALLOCATION, NbdClient, NbdPool, getExtents, type NbdTarget } from '../nbd/index.js';
 import type { BackupWriter } from '../store/index.js';

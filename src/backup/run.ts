@@ -116,6 +116,7 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
   });
   if (decision.level === 'error') throw new PullbackError('BACKUP_FAILED', `domain ${domain}: ${decision.reason}`);
 
+  await removeDeadJobDirs(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, log);
   if (!running) {
     return backupOffline({ domain, decision, disks, base, inactiveXml, checkpoints, opts, deps });
   }
@@ -145,7 +146,8 @@ export async function runBackup(opts: BackupOptions, deps: BackupDeps): Promise<
 
 /** libvirt's reason when backup-begin found the incremental base's bitmap missing or broken. */
 function brokenBitmap(e: unknown): string | undefined {
-  return /checkpoint inconsistent: (missing or broken bitmap [^\n]*)/.exec(errorMessage(e))?.[1]?.trim();
+  if (!(e instanceof PullbackError) || e.code !== 'CHECKPOINT_BITMAP_MISSING') return undefined;
+  return /missing or broken bitmap [^\n]*/.exec(e.message)?.[0]?.trim() ?? e.message;
 }
 
 interface LiveInput {
@@ -169,9 +171,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   const checkpoint = `pullback.${id}`;
   const parentId = decision.level === 'incremental' ? decision.parentId : null;
   const bitmapDisks = disks.filter((d) => d.incrementalCapable);
-  const scratchDir = opts.scratchDir ?? DEFAULT_SCRATCH_DIR;
-  await removeDeadJobDirs(scratchDir, log);
-  const jobDir = await createJobDir(scratchDir, id, currentOwner());
+  const jobDir = await createJobDir(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, id, currentOwner());
 
   let writer: BackupWriter | undefined;
   let jobStarted = false;
@@ -241,7 +241,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
       if (err === null) continue;
       // libvirt refuses to delete a checkpoint whose bitmap is already gone from the image
       // (removed by hand, or an image restored from elsewhere): only its metadata is left.
-      if (/bitmap .* not found/.test(err.message)) {
+      if (err.code === 'CHECKPOINT_BITMAP_MISSING') {
         try {
           await libvirt.checkpointDelete(domain, old, { metadataOnly: true });
           log(`domain ${domain}: old checkpoint ${old} had lost its bitmap; deleted its metadata`);

@@ -4,7 +4,7 @@
 // Every call takes CallOptions: an AbortSignal (rejects with code ABORTED) and a timeout
 // (rejects with LIBVIRT_TIMEOUT). Failures are PullbackErrors with a stable code:
 // LIBVIRT_UNAVAILABLE (daemon unreachable), DOMAIN_NOT_FOUND, CHECKPOINT_NOT_FOUND,
-// DOMAIN_BUSY (another job holds the domain), DOMAIN_NOT_RUNNING, JOB_NOT_ACTIVE, and
+// CHECKPOINT_BITMAP_MISSING (its bitmap is gone from the image), DOMAIN_BUSY (another job holds the domain), DOMAIN_NOT_RUNNING, JOB_NOT_ACTIVE, and
 // VIRSH_FAILED for everything else. XML goes in and out as text; xml builders/parsers
 // live in the pure *-xml.ts modules.
 import type { PullbackError } from '../errors.js';

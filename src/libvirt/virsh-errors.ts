@@ -23,6 +23,9 @@ const RULES: Array<{ code: ErrorCode; pattern: RegExp }> = [
   { code: 'LIBVIRT_UNAVAILABLE', pattern: /failed to (re)?connect to the hypervisor|no valid connection|Failed to connect socket|Cannot recv data|End of file while reading data|no connection driver available/i },
   { code: 'DOMAIN_NOT_FOUND', pattern: /failed to get domain|Domain not found|no domain with matching (name|uuid|id)/i },
   { code: 'CHECKPOINT_NOT_FOUND', pattern: /Domain checkpoint not found|no domain checkpoint with matching name/i },
+  // The checkpoint exists but its bitmap is gone from the image (removed behind libvirt's back):
+  // backup-begin refuses it as a base, checkpoint-delete cannot delete it.
+  { code: 'CHECKPOINT_BITMAP_MISSING', pattern: /checkpoint inconsistent: missing or broken bitmap|bitmap .* not found in backing chain/i },
   // Another job holds the domain: libvirt waits 30 s for the lock, then gives up.
   { code: 'DOMAIN_BUSY', pattern: /cannot acquire state change lock|another (job|migration job) is already active|job .* is already active|domain has active block job/i },
   { code: 'DOMAIN_NOT_RUNNING', pattern: /domain is not running|for inactive domain/i },

@@ -152,8 +152,7 @@ export class Writer implements BackupWriter {
       this.assertRunning();
     }
     data.copy(this.pool.slotBuffer(slot, data.length));
-    this.inFlight++;
-    this.dispatch({ disk: d, index: chunkIndex, slot, length: data.length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
+    this.send(d, chunkIndex, slot, data.length);
   }
 
   async reserve(opts: { signal?: AbortSignal } = {}): Promise<ReservedChunk> {
@@ -192,8 +191,13 @@ export class Writer implements BackupWriter {
       this.queueZero(d, chunkIndex);
       return;
     }
+    this.send(d, chunkIndex, slot, length);
+  }
+
+  /** Hands a new chunk in `slot` to the workers. */
+  private send(d: DiskState, index: number, slot: number, length: number): void {
     this.inFlight++;
-    this.dispatch({ disk: d, index: chunkIndex, slot, length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
+    this.dispatch({ disk: d, index, slot, length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
   }
 
   zero(disk: string, chunkIndex: number): void {

@@ -39,4 +39,12 @@ describe('classifyVirshError', () => {
     expect(virshErrorLines(failed)).toEqual(['Failed to reconnect to the hypervisor', 'no valid connection']);
     expect(classifyVirshError(failed)).toBe('LIBVIRT_UNAVAILABLE');
   });
+
+  it('a checkpoint whose bitmap is gone from the image has its own code', () => {
+    // backup-begin from it, and checkpoint-delete of it (both seen on this machine, libvirt 9.0)
+    expect(classifyVirshError("error: checkpoint inconsistent: missing or broken bitmap 'pullback.x' for disk 'vda'\n")).toBe('CHECKPOINT_BITMAP_MISSING');
+    expect(
+      classifyVirshError("error: Failed to delete checkpoint pullback.x\nerror: internal error: bitmap 'pullback.x' not found in backing chain of 'vda'\n"),
+    ).toBe('CHECKPOINT_BITMAP_MISSING');
+  });
 });
