@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'REPO_LOCKED'
   | 'REPO_CORRUPT'
   | 'REPO_IO'
+  | 'REPO_FULL'
   | 'CHUNK_MISSING'
   | 'CHUNK_CORRUPT'
   | 'BACKUP_NOT_FOUND'

@@ -20,6 +20,7 @@ import { translateDbError } from './index-db.js';
 import { chunkPath, manifestPath } from './layout.js';
 import type { RepoLock } from './lock.js';
 import { manifestMeta, writeManifest } from './manifest.js';
+import { noSpaceFromErrno } from './no-space.js';
 import { abortError, type WorkerPool } from './worker-pool.js';
 import type { BackupRecord, BackupWriter, DiskStats, IngestProgress, ReservedChunk } from './types.js';
 
@@ -257,8 +258,14 @@ export class Writer implements BackupWriter {
       return idb.record(idb.backupRow(this.id) as NonNullable<typeof row>);
     } catch (e) {
       if (this.state === 'completing') this.state = 'running';
-      throw e;
+      throw this.storeError(e, `completing backup ${this.id} failed`);
     }
+  }
+
+  /** A raw errno or SQLite error from our own writes as a PullbackError where one fits. */
+  private storeError(e: unknown, what: string): unknown {
+    if (e instanceof PullbackError) return e;
+    return noSpaceFromErrno(e, this.ctx.layout.root, what) ?? translateDbError(e, this.ctx.idb.path);
   }
 
   async fail(reason: string): Promise<void> {
@@ -267,9 +274,17 @@ export class Writer implements BackupWriter {
     this.firstError ??= new PullbackError('BACKUP_FAILED', `backup ${this.id} failed: ${reason}`);
     // Let in-flight jobs settle so no worker writes on our behalf after we return.
     await this.drained(undefined, false).catch(() => undefined);
-    this.ctx.idb.setFailed(this.id, reason);
+    // On a full filesystem even this update can fail: the lock is released all the same, and
+    // the next command finds the record running with its owner gone and marks it failed.
+    let unmarked: unknown;
+    try {
+      this.ctx.idb.setFailed(this.id, reason);
+    } catch (e) {
+      unmarked = e;
+    }
     await unlink(manifestPath(this.ctx.layout.manifests, this.id)).catch(() => undefined);
     await this.finish();
+    if (unmarked !== undefined) throw this.storeError(unmarked, `marking backup ${this.id} failed did not succeed`);
   }
 
   private async finish(): Promise<void> {

@@ -4,6 +4,7 @@
 // synchronous=FULL: a committed transaction is on disk, which `complete()` relies on.
 import Database from 'better-sqlite3';
 import { PullbackError } from '../errors.js';
+import { noSpaceFromSqlite } from './no-space.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
 import type { BackupLevel, BackupRecord, BackupStatus, DiskStats } from './types.js';
 
@@ -54,9 +55,14 @@ export function corruptDb(path: string, e: unknown): PullbackError {
 
 const CORRUPT_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB']);
 
-/** A damaged-database error from SQLite as REPO_CORRUPT naming the file; anything else unchanged. */
+/**
+ * An SQLite error as a PullbackError naming the file: a full filesystem as REPO_FULL, a
+ * damaged database as REPO_CORRUPT; anything else unchanged.
+ */
 export function translateDbError(e: unknown, path: string): unknown {
   if (e instanceof PullbackError) return e;
+  const full = noSpaceFromSqlite(e, path);
+  if (full !== undefined) return full;
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string' && CORRUPT_CODES.has(code)) return corruptDb(path, e);
   return e;
@@ -121,7 +127,7 @@ export class IndexDb {
           { cause: e },
         );
       }
-      throw corruptDb(path, e);
+      throw noSpaceFromSqlite(e, path) ?? corruptDb(path, e);
     }
   }
 

@@ -6,6 +6,7 @@
 //   manifests/<id>.manifest one per complete backup (manifest.ts)
 //   locks/                 lock files (lock.ts)
 //   tmp/                   temporary files before their atomic rename
+//   reserve                space kept for prune and gc on a full filesystem (reserve.ts)
 import { join } from 'node:path';
 
 export const CONFIG_FILE = 'config.json';
@@ -19,6 +20,7 @@ export interface Layout {
   manifests: string;
   locks: string;
   tmp: string;
+  reserve: string;
 }
 
 export function layout(root: string): Layout {
@@ -30,6 +32,7 @@ export function layout(root: string): Layout {
     manifests: join(root, 'manifests'),
     locks: join(root, 'locks'),
     tmp: join(root, 'tmp'),
+    reserve: join(root, 'reserve'),
   };
 }
 

@@ -9,9 +9,10 @@
 // silently; on conflict we remove our file, back off and retry until `waitMs` runs out.
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PullbackError } from '../errors.js';
+import { noSpaceFromErrno } from './no-space.js';
 import { currentOwner, describeOwner, liveness, parseOwner, type Owner } from './owner.js';
 
 export type LockKind = 'shared' | 'gc' | 'exclusive';
@@ -62,9 +63,11 @@ export async function acquireLock(
       await writeFile(tmp, JSON.stringify(info));
       await rename(tmp, file);
     } catch (e) {
-      throw new PullbackError('REPO_IO', `cannot create lock file in ${lockDir}: ${(e as Error).message}`, {
-        cause: e,
-      });
+      await unlink(tmp).catch(() => undefined);
+      throw (
+        noSpaceFromErrno(e, dirname(lockDir), `cannot create lock file in ${lockDir}`) ??
+        new PullbackError('REPO_IO', `cannot create lock file in ${lockDir}: ${(e as Error).message}`, { cause: e })
+      );
     }
     const blocker = await findConflict(lockDir, name, kind, opts.onWarning);
     if (blocker === undefined) return makeLock(kind, file);

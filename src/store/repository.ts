@@ -18,6 +18,8 @@ import { digestOf, fromHex, toHex } from './hash.js';
 import { IndexDb, translateDbError } from './index-db.js';
 import { chunkPath, layout, manifestPath, type Layout } from './layout.js';
 import { acquireLock, reapStaleLocks, type LockKind, type RepoLock } from './lock.js';
+import { noSpaceFromErrno, noSpaceFromSqlite } from './no-space.js';
+import { ensureReserve, releaseReserveIfFull, RESERVE_BYTES } from './reserve.js';
 import { currentOwner, describeOwner, liveness, parseOwner } from './owner.js';
 import { rebuildIndex, type RebuildReport } from './repair.js';
 import { finishInterruptedRemoval } from './pending-removal.js';
@@ -42,6 +44,11 @@ export interface OpenOptions {
   slots?: number;
   /** How long to wait for a conflicting lock before REPO_LOCKED (default 0). */
   lockWaitMs?: number;
+  /**
+   * The caller frees space (prune, gc): on a full filesystem the repository's reserve
+   * (reserve.ts) is deleted before the index is opened, so that the caller can run at all.
+   */
+  freeingSpace?: boolean;
 }
 
 export interface InitOptions extends Omit<OpenOptions, 'readOnly'> {
@@ -53,7 +60,9 @@ function defaultWarn(message: string): void {
   process.stderr.write(`pullback: warning: ${message}\n`);
 }
 
-function ioError(what: string, path: string, e: unknown): PullbackError {
+function ioError(what: string, path: string, e: unknown, root: string): PullbackError {
+  const full = noSpaceFromErrno(e, root, `${what} ${path} failed`);
+  if (full !== undefined) return full;
   const err = e as NodeJS.ErrnoException;
   const hint =
     err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS'
@@ -97,12 +106,12 @@ export class Repository {
     try {
       st = statSync(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('inspecting', dir, e);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('inspecting', dir, e, dir);
     }
     if (st !== undefined) {
       if (!st.isDirectory()) throw new PullbackError('REPO_EXISTS', `cannot create a repository at ${dir}: it is a file, not a directory`);
       const entries = await readdir(dir).catch((e: unknown) => {
-        throw ioError('listing', dir, e);
+        throw ioError('listing', dir, e, dir);
       });
       if (entries.includes('config.json')) throw new PullbackError('REPO_EXISTS', `${dir} already holds a pullback repository`);
       if (entries.length > 0) {
@@ -113,18 +122,24 @@ export class Repository {
       await mkdir(dir, { recursive: true });
       for (const sub of [l.chunks, l.manifests, l.locks, l.tmp]) await mkdir(sub);
       IndexDb.create(l.db).close();
+      await ensureReserve(l);
       // config.json last: its presence is what makes the directory a repository.
       await writeFileAtomic(l.tmp, l.config, [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
       await fsyncDir(dir);
     } catch (e) {
       if (e instanceof PullbackError) throw e;
-      throw ioError('creating repository in', dir, e);
+      throw noSpaceFromSqlite(e, l.db) ?? ioError('creating repository in', dir, e, dir);
     }
     return Repository.open(dir, opts);
   }
 
   static async open(dir: string, opts: OpenOptions = {}): Promise<Repository> {
     const { config, l } = await Repository.inspect(dir, opts.readOnly === true);
+    if (opts.readOnly !== true && opts.freeingSpace === true && releaseReserveIfFull(l)) {
+      (opts.onWarning ?? defaultWarn)(
+        `the filesystem of repository ${dir} is full: released the ${RESERVE_BYTES / (1024 * 1024)} MiB kept in reserve for this (${l.reserve}); it is set aside again once there is room`,
+      );
+    }
     if (!existsSync(l.db)) {
       throw new PullbackError(
         'REPO_CORRUPT',
@@ -142,6 +157,7 @@ export class Repository {
     }
     // Prune: finish a backup removal that a crash interrupted (pending-removal.ts).
     if (!repo.readOnly) await finishInterruptedRemoval(repo.context);
+    if (!repo.readOnly && opts.freeingSpace !== true) await ensureReserve(l);
     return repo;
   }
 
@@ -180,7 +196,7 @@ export class Repository {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new PullbackError('REPO_NOT_FOUND', `no repository at ${dir}: create one with \`pullback init --repo ${dir}\``);
       }
-      throw ioError('opening repository', dir, e);
+      throw ioError('opening repository', dir, e, dir);
     }
     if (!st.isDirectory()) {
       throw new PullbackError('REPO_INVALID', `${dir} is a file, not a repository directory`);
@@ -195,7 +211,7 @@ export class Repository {
           `${dir} is not a pullback repository (no config.json): create one with \`pullback init --repo DIR\``,
         );
       }
-      throw ioError('reading', l.config, e);
+      throw ioError('reading', l.config, e, dir);
     }
     let json: unknown;
     try {
@@ -414,7 +430,7 @@ export class Repository {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new PullbackError('CHUNK_MISSING', `chunk ${hex} is missing from repository ${this.dir} (${path}): run \`pullback check\` to see which backups it affects`);
       }
-      throw ioError('reading chunk', path, e);
+      throw ioError('reading chunk', path, e, this.dir);
     }
     const plain = decodeChunk(file, this.decompressor);
     if (typeof plain === 'string') {

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { PullbackError } from '../errors.js';
+import { noSpaceFromErrno } from './no-space.js';
 import type { WorkerData, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 export type StoreReply = Extract<WorkerReply, { type: 'stored' }>;
@@ -77,9 +78,11 @@ export class WorkerPool {
   private nextJob = 1;
   private broken: Error | undefined;
   private closed = false;
+  private readonly chunksDir: string;
 
   constructor(opts: PoolOptions) {
     this.workerCount = Math.max(1, opts.workers ?? defaultWorkers());
+    this.chunksDir = opts.chunksDir;
     this.slotSize = opts.chunkSize;
     this.slotCount = opts.slots ?? defaultSlots(opts.chunkSize, this.workerCount);
     this.slots = new SharedArrayBuffer(this.slotSize * this.slotCount);
@@ -167,10 +170,10 @@ export class WorkerPool {
     this.pending.delete(r.job);
     if (--p.worker.outstanding === 0) p.worker.worker.unref();
     if (r.type === 'error') {
+      const cause = Object.assign(new Error(r.message), { code: r.errno });
       p.reject(
-        new PullbackError('REPO_IO', `writing chunk storage failed: ${r.message}`, {
-          cause: Object.assign(new Error(r.message), { code: r.errno }),
-        }),
+        noSpaceFromErrno(cause, dirname(this.chunksDir), 'writing chunk storage failed') ??
+          new PullbackError('REPO_IO', `writing chunk storage failed: ${r.message}`, { cause }),
       );
     } else {
       p.resolve(r);

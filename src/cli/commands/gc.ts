@@ -30,7 +30,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (opts: GcOpts) => {
       const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
-      const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
+      const repo = await Repository.open(dir, { freeingSpace: true, onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let report: GcReport;
       try {
         report = await repo.gc({ dryRun: opts.dryRun === true, signal: ctx.signal });

@@ -73,7 +73,7 @@ export function register(program: Command, ctx: CliContext): void {
       const now = new Date();
       const policy = policyFromOptions(opts, now);
       const dir = repoFrom(opts.repo);
-      const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
+      const repo = await Repository.open(dir, { freeingSpace: true, onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       try {
         const report = await pruneRepository(repo, {
           policy,
