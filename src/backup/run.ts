@@ -22,6 +22,7 @@ import { createJobDir, DEFAULT_SCRATCH_DIR, removeDeadJobDirs } from './job-dir.
 import { handleLeftoverJob } from './leftover.js';
 import { backupOffline } from './offline.js';
 import { readDisk, type DiskProgress } from './read-disk.js';
+import { defaultScratchFloor, formatMiB, scratchSpace, watchScratch, type ScratchWatch } from './scratch-watch.js';
 import { selectDisks, type SelectedDisk } from './select-disks.js';
 import { ensureBaseCheckpoint, olderCheckpoints } from './checkpoints.js';
 
@@ -31,6 +32,14 @@ export interface BackupOptions {
   disks?: readonly string[];
   excludeDisks?: readonly string[];
   scratchDir?: string;
+  /**
+   * Free space kept in the scratch directory while a live job runs (scratch-watch.ts): below
+   * it the job is ended and the backup fails, before the guest's writes would. Default: 5% of
+   * that filesystem, 64 MiB to 1 GiB.
+   */
+  scratchFloorBytes?: number;
+  /** How often the scratch directory's free space is checked (ms, default 200). */
+  scratchPollMs?: number;
   /** NBD connections per disk. */
   connections?: number;
   signal?: AbortSignal;
@@ -166,17 +175,24 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   const { domain, decision, disks, opts } = input;
   const { libvirt, repo } = input.deps;
   const log = opts.log ?? (() => undefined);
-  const signal = opts.signal;
   const id = newBackupId(new Date());
   const checkpoint = `pullback.${id}`;
   const parentId = decision.level === 'incremental' ? decision.parentId : null;
   const bitmapDisks = disks.filter((d) => d.incrementalCapable);
   const jobDir = await createJobDir(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, id, currentOwner());
+  // Fires when the scratch directory runs low; every read stops and the job ends.
+  const scratchLow = new AbortController();
+  const signal = opts.signal === undefined ? scratchLow.signal : AbortSignal.any([opts.signal, scratchLow.signal]);
+  const readOpts = { ...opts, signal };
+  let watch: ScratchWatch | undefined;
 
   let writer: BackupWriter | undefined;
   let jobStarted = false;
   let checkpointCreated = false;
   try {
+    const space = await scratchSpace(jobDir.path);
+    const floor = opts.scratchFloorBytes ?? defaultScratchFloor(space.total);
+    if (space.free < floor) throw scratchError(domain, jobDir.path, space.free, floor, false);
     writer = await beginRecord(repo, { id, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
     // Export and bitmap names are ours to choose: knowing them, no backup-dumpxml is needed.
     const exportOf = (d: DiskPlan): { exportName: string; exportBitmap?: string } =>
@@ -213,6 +229,10 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     await libvirt.backupBegin(domain, backupXml, checkpointXml, { ...(signal === undefined ? {} : { signal }), checkActiveJob: false });
     jobStarted = true;
     checkpointCreated = checkpointXml !== null;
+    watch = watchScratch(jobDir.path, floor, opts.scratchPollMs ?? 200, (low) => {
+      scratchLow.abort(scratchError(domain, jobDir.path, low.free, floor, true));
+      void endJob(libvirt, domain, log); // at once: guest writes stop copying into scratch
+    });
 
     // The checkpoint's XML is final once the job runs: fetch it while the disks are read.
     const cpXmlPromise = checkpointCreated ? libvirt.checkpointDumpXml(domain, checkpoint) : Promise.resolve(undefined);
@@ -223,14 +243,16 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
         // An export or bitmap libvirt did not create fails here as "no such export/context".
         const { exportName, exportBitmap } = exportOf(d);
         const target = { socketPath: jobDir.socket, exportName };
-        return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts }, d, target, exportBitmap);
+        return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts: readOpts }, d, target, exportBitmap);
       }),
     );
     const cpXml = await cpXmlPromise;
+    signal.throwIfAborted();
     const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
     await opts.afterComplete?.();
     // Ending the job and deleting the checkpoints it made redundant: one virsh process.
     const older = checkpointCreated ? olderCheckpoints(input.checkpointNames, checkpoint) : [];
+    watch.stop();
     const ended = await libvirt.endJobAndDeleteCheckpoints(domain, older);
     jobStarted = false;
     if (ended.job !== null && ended.job.code !== 'JOB_NOT_ACTIVE') {
@@ -264,6 +286,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
       disks: diskResults(record, timings),
     };
   } catch (e) {
+    watch?.stop();
     // Cleanup must run even when `signal` fired: none of these calls take it.
     if (jobStarted) await endJob(libvirt, domain, log);
     if (checkpointCreated) {
@@ -271,10 +294,22 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
         log(`could not delete checkpoint ${checkpoint} of the failed backup: ${errorMessage(err)}`);
       });
     }
-    if (writer !== undefined) await writer.fail(errorMessage(e)).catch(() => undefined);
+    // Reads that failed because the scratch ran low fail with that reason, not their own.
+    const err = scratchLow.signal.aborted ? (scratchLow.signal.reason as PullbackError) : e;
+    if (writer !== undefined) await writer.fail(errorMessage(err)).catch(() => undefined);
     await jobDir.remove().catch(() => undefined);
-    throw e;
+    throw err;
   }
+}
+
+function scratchError(domain: string, dir: string, free: number, floor: number, during: boolean): PullbackError {
+  const what = during
+    ? `the scratch directory ${dir} ran low during the backup (${formatMiB(free)} free, below the ${formatMiB(floor)} kept free): the backup job was ended so that the guest's writes keep working`
+    : `the scratch directory ${dir} has ${formatMiB(free)} free, less than the ${formatMiB(floor)} a backup keeps free there so that the guest's writes never fail`;
+  return new PullbackError(
+    'BACKUP_FAILED',
+    `domain ${domain}: ${what}; give --scratch-dir more room: it holds a copy of what the guest overwrites while a backup runs`,
+  );
 }
 
 /** Opens the repository record of a backup (status running). */
