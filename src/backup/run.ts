@@ -230,7 +230,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     jobStarted = true;
     checkpointCreated = checkpointXml !== null;
     watch = watchScratch(jobDir.path, floor, opts.scratchPollMs ?? 200, (low) => {
-      scratchLow.abort(scratchError(domain, jobDir.path, low.free, floor, true));
+      const err = scratchError(domain, jobDir.path, low.free, floor, true);
+      log(err.message);
+      scratchLow.abort(err);
       void endJob(libvirt, domain, log); // at once: guest writes stop copying into scratch
     });
 
@@ -246,8 +248,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
         return readSelectedDisk({ domain, level: decision.level, repo, writer: writer as BackupWriter, opts: readOpts }, d, target, exportBitmap);
       }),
     );
+    // Every read has succeeded: the data is the job's point in time, even if the scratch watch
+    // ended the job just now. (A read the job's end cut short has failed instead.)
     const cpXml = await cpXmlPromise;
-    signal.throwIfAborted();
     const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
     await opts.afterComplete?.();
     // Ending the job and deleting the checkpoints it made redundant: one virsh process.
