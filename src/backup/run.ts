@@ -8,6 +8,7 @@
 // On any failure or signal: job ended, the new checkpoint deleted, the record marked
 // failed. A failed backup is never a base: bases come from complete records only.
 // A shut-off domain goes through offline.ts instead (qemu-nbd over the images).
+import { setMaxListeners } from 'node:events';
 import { PullbackError, errorMessage } from '../errors.js';
 import { buildBackupXml, type BackupDiskSpec } from '../libvirt/backup-xml.js';
 import { buildCheckpointXml } from '../libvirt/checkpoint-xml.js';
@@ -183,6 +184,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   // Fires when the scratch directory runs low; every read stops and the job ends.
   const scratchLow = new AbortController();
   const signal = opts.signal === undefined ? scratchLow.signal : AbortSignal.any([opts.signal, scratchLow.signal]);
+  setMaxListeners(0, signal); // every NBD request in flight listens (as on the CLI's own signal)
   const readOpts = { ...opts, signal };
   let watch: ScratchWatch | undefined;
 
