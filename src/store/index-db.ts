@@ -2,6 +2,9 @@
 // readers run beside one writer; several processes write by taking turns on SQLite's write
 // lock (busy timeout below), each holding it only for one short batch transaction.
 // synchronous=FULL: a committed transaction is on disk, which `complete()` relies on.
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { PullbackError } from '../errors.js';
 import { noSpaceFromSqlite } from './no-space.js';
@@ -68,15 +71,32 @@ export function translateDbError(e: unknown, path: string): unknown {
   return e;
 }
 
+/** Copies the index database and its WAL (if any) into a new temporary directory. */
+function copyIndex(path: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pullback-index-'));
+  try {
+    copyFileSync(path, join(dir, basename(path)));
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, join(dir, `${basename(path)}-wal`));
+    return dir;
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new PullbackError('REPO_IO', `cannot copy index database ${path} to ${dir} to read it: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 export class IndexDb {
   readonly db: DB;
   readonly path: string;
   readonly readOnly: boolean;
 
-  private constructor(db: DB, path: string, readOnly: boolean) {
+  /** The private copy's directory (see open), removed by close(). */
+  private readonly copyDir: string | undefined;
+
+  private constructor(db: DB, path: string, readOnly: boolean, copyDir?: string) {
     this.db = db;
     this.path = path;
     this.readOnly = readOnly;
+    this.copyDir = copyDir;
   }
 
   /** Creates a new, empty index at `path` (which must not exist). */
@@ -94,11 +114,19 @@ export class IndexDb {
     return new IndexDb(db, path, false);
   }
 
-  /** Opens an existing index; any SQLite failure becomes REPO_CORRUPT naming the file. */
-  static open(path: string, readOnly: boolean): IndexDb {
+  /**
+   * Opens an existing index; any SQLite failure becomes REPO_CORRUPT naming the file. With
+   * `privateCopy` (read-only only) it opens a copy of the database and its WAL in a temporary
+   * directory: SQLite cannot open a WAL database read-only where it may not create the -shm
+   * file (a read-only mount), and the copy also replays a WAL left there by a crash.
+   */
+  static open(path: string, readOnly: boolean, opts: { privateCopy?: boolean } = {}): IndexDb {
     let db: DB | undefined;
+    const copyDir = readOnly && opts.privateCopy === true ? copyIndex(path) : undefined;
     try {
-      db = new Database(path, { readonly: readOnly, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+      const file = copyDir === undefined ? path : join(copyDir, basename(path));
+      db = new Database(file, { readonly: readOnly && copyDir === undefined, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+      if (copyDir !== undefined) db.pragma('query_only = ON');
       if (!readOnly) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
@@ -116,9 +144,10 @@ export class IndexDb {
       for (const t of ['domains', 'backups', 'disks', 'chunks', 'chunk_map']) {
         db.prepare(`SELECT 1 FROM ${t} LIMIT 1`).get();
       }
-      return new IndexDb(db, path, readOnly);
+      return new IndexDb(db, path, readOnly, copyDir);
     } catch (e) {
       db?.close();
+      if (copyDir !== undefined) rmSync(copyDir, { recursive: true, force: true });
       if (e instanceof PullbackError) throw e;
       if ((e as { code?: string }).code === 'SQLITE_CANTOPEN') {
         throw new PullbackError(
@@ -133,6 +162,7 @@ export class IndexDb {
 
   close(): void {
     if (this.db.open) this.db.close();
+    if (this.copyDir !== undefined) rmSync(this.copyDir, { recursive: true, force: true });
   }
 
   gcEpoch(): number {

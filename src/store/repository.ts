@@ -49,6 +49,11 @@ export interface OpenOptions {
    * (reserve.ts) is deleted before the index is opened, so that the caller can run at all.
    */
   freeingSpace?: boolean;
+  /**
+   * The caller only reads (restore, check): when this process cannot write the repository
+   * (a read-only mount, no permission), open it read-only instead of failing.
+   */
+  readOnlyIfUnwritable?: boolean;
 }
 
 export interface InitOptions extends Omit<OpenOptions, 'readOnly'> {
@@ -58,6 +63,19 @@ export interface InitOptions extends Omit<OpenOptions, 'readOnly'> {
 
 function defaultWarn(message: string): void {
   process.stderr.write(`pullback: warning: ${message}\n`);
+}
+
+/** Why this process cannot create files in the repository (errno code), or undefined. */
+function unwritableReason(l: Layout): string | undefined {
+  for (const p of [l.root, l.locks]) {
+    try {
+      accessSync(p, constants.W_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'EACCES';
+      if (code !== 'ENOENT') return code === 'EROFS' ? 'EROFS: read-only filesystem' : code;
+    }
+  }
+  return undefined;
 }
 
 function ioError(what: string, path: string, e: unknown, root: string): PullbackError {
@@ -85,6 +103,9 @@ export class Repository {
   private readonly writers = new Set<Writer>();
   private readonly decompressor = new Decompressor();
   private closed = false;
+  /** Why this process cannot write the repository (e.g. "EROFS"), if it cannot. */
+  private readonly unwritable: string | undefined;
+  private locklessWarned = false;
 
   private constructor(dir: string, config: RepoConfig, idb: IndexDb, opts: OpenOptions) {
     this.dir = dir;
@@ -92,6 +113,7 @@ export class Repository {
     this.layout = layout(dir);
     this.idb = idb;
     this.readOnly = opts.readOnly === true;
+    this.unwritable = unwritableReason(this.layout);
     this.warn = opts.onWarning ?? defaultWarn;
     this.workers = opts.workers;
     this.slots = opts.slots;
@@ -134,6 +156,9 @@ export class Repository {
   }
 
   static async open(dir: string, opts: OpenOptions = {}): Promise<Repository> {
+    if (opts.readOnly !== true && opts.readOnlyIfUnwritable === true && unwritableReason(layout(dir)) !== undefined) {
+      opts = { ...opts, readOnly: true };
+    }
     const { config, l } = await Repository.inspect(dir, opts.readOnly === true);
     if (opts.readOnly !== true && opts.freeingSpace === true && releaseReserveIfFull(l)) {
       (opts.onWarning ?? defaultWarn)(
@@ -146,7 +171,8 @@ export class Repository {
         `repository ${dir} has no index database (${l.db}); rebuild it with \`pullback repair --repo ${dir} --rebuild-index\``,
       );
     }
-    const idb = IndexDb.open(l.db, opts.readOnly === true);
+    // SQLite cannot open a WAL database where it may not create the -shm file: read a copy.
+    const idb = IndexDb.open(l.db, opts.readOnly === true, { privateCopy: opts.readOnly === true && unwritableReason(l) !== undefined });
     if (!idb.readOnly) idb.db.pragma('synchronous = NORMAL');
     const repo = new Repository(dir, config, idb, opts);
     try {
@@ -230,7 +256,7 @@ export class Repository {
           }
           throw new PullbackError(
             'REPO_IO',
-            `repository ${dir} is not writable (${p}: ${(e as NodeJS.ErrnoException).code}): check its permissions, or open it read-only`,
+            `repository ${dir} is not writable (${p}: ${(e as NodeJS.ErrnoException).code}): check its permissions and mount (list, check and restore can read it as it is)`,
             { cause: e },
           );
         }
@@ -295,8 +321,20 @@ export class Repository {
     if (this.readOnly) throw new PullbackError('REPO_IO', `cannot ${what}: repository ${this.dir} was opened read-only`);
   }
 
-  /** @internal */
+  /**
+   * @internal A lock file in locks/. In a repository this process cannot write (opened
+   * read-only) no lock can be taken, so none is; the first such call warns what that means.
+   */
   lock(kind: LockKind, purpose: string, signal?: AbortSignal): Promise<RepoLock> {
+    if (this.readOnly && this.unwritable !== undefined) {
+      if (!this.locklessWarned) {
+        this.locklessWarned = true;
+        this.warn(
+          `repository ${this.dir} cannot be written here (${this.unwritable}): reading it without a lock, so no prune or gc elsewhere must change it until this ${purpose} ends`,
+        );
+      }
+      return Promise.resolve({ kind, file: '', release: () => Promise.resolve() });
+    }
     return acquireLock(this.layout.locks, kind, purpose, {
       waitMs: this.lockWaitMs,
       onWarning: this.warn,

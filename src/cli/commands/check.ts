@@ -42,7 +42,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (opts: CheckOpts) => {
       const { Repository } = await import('../../store/index.js');
       const dir = repoFrom(opts.repo);
-      const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
+      const repo = await Repository.open(dir, { readOnlyIfUnwritable: true, onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       let report: CheckReport;
       try {
         const onProgress = opts.json === true ? undefined : progressPrinter(ctx);

@@ -50,7 +50,7 @@ export function register(program: Command, ctx: CliContext): void {
         throw new UsageError(`--workers must be an integer from 1 to 64, not '${opts.workers}'`);
       }
       const dir = repoFrom(opts.repo);
-      const repo = await Repository.open(dir, { onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
+      const repo = await Repository.open(dir, { readOnlyIfUnwritable: true, onWarning: (m) => ctx.stderr.write(`pullback: warning: ${m}\n`) });
       const progress = diskProgress(ctx, opts.json !== true);
       let result: RestoreResult;
       let defined: string | null = null;
