@@ -3,12 +3,12 @@
 // index is read from a private copy, since SQLite cannot open a WAL database read-only
 // where it may not create its -shm file); what would change it fails with a clear error.
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { BIN, runCli } from '../helpers/cli.js';
 import { MiB, quietInit, tempDir } from './helpers.js';
 
 let t: ReturnType<typeof tempDir>;
@@ -60,6 +60,35 @@ test('list, check --read-data and restore work on a read-only mount, without loc
   // No lock file could be written, and the private copies of the index are gone.
   expect(readdirSync(join(repo, 'locks'))).toEqual([]);
   expect(copies()).toEqual(copiesBefore);
+});
+
+test('serve exports a disk of it; nbdcopy reads back the backed-up content', async () => {
+  const socket = join(t.dir, 'ro.sock');
+  const child = spawn(BIN, ['serve', '--repo', repo, '--domain', 'ro-vm', '--disk', 'vda', '--socket', socket, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
+      });
+      child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
+    });
+    const uri = (JSON.parse(line) as { serve: { uri: string } }).serve.uri;
+    const out = join(t.dir, 'served.raw');
+    execFileSync('nbdcopy', [uri, out]);
+    expect(createHash('sha256').update(readFileSync(out)).digest('hex')).toBe(createHash('sha256').update(disk).digest('hex'));
+    expect(err).toContain('reading it without a lock');
+  } finally {
+    // Its files on the mount must be closed before afterAll unmounts it.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }
 });
 
 test('commands that would change it fail with one clear line', async () => {
