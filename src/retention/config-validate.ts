@@ -15,6 +15,8 @@ export interface RunConfig {
   /** Domains backed up at once. */
   concurrency: number;
   scratchDir?: string;
+  /** Bytes kept free in the scratch directory while a job runs (scratch_keep_free_mib). */
+  scratchKeepFreeBytes?: number;
   /** NBD connections per disk. */
   connections?: number;
   /** How long to wait for a repository lock held by someone else. */
@@ -34,7 +36,7 @@ export interface RunConfig {
 
 type Table = Record<string, unknown>;
 
-const TOP = ['repository', 'libvirt_uri', 'concurrency', 'scratch_dir', 'connections', 'lock_wait_seconds', 'metrics_file', 'domains', 'level', 'retention'];
+const TOP = ['repository', 'libvirt_uri', 'concurrency', 'scratch_dir', 'scratch_keep_free_mib', 'connections', 'lock_wait_seconds', 'metrics_file', 'domains', 'level', 'retention'];
 const DOMAINS = ['names', 'all', 'include', 'exclude', 'exclude_disks'];
 const LEVEL = ['full_every_days', 'full_after_incrementals'];
 const COUNTS = [
@@ -108,6 +110,9 @@ export function validateRunConfig(doc: unknown, source: string): RunConfig {
   };
   if (top['libvirt_uri'] !== undefined) config.libvirtUri = c.string(top['libvirt_uri'], 'libvirt_uri');
   if (top['scratch_dir'] !== undefined) config.scratchDir = c.string(top['scratch_dir'], 'scratch_dir');
+  if (top['scratch_keep_free_mib'] !== undefined) {
+    config.scratchKeepFreeBytes = c.int(top['scratch_keep_free_mib'], 'scratch_keep_free_mib', 0, 1_048_576) * 1024 * 1024;
+  }
   if (top['metrics_file'] !== undefined) config.metricsFile = c.string(top['metrics_file'], 'metrics_file');
   if (top['connections'] !== undefined) config.connections = c.int(top['connections'], 'connections', 1, 16);
 

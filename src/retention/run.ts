@@ -136,6 +136,7 @@ async function backupOne(config: RunConfig, repo: Repository, domain: string, de
         level: level.level,
         ...(exclude !== undefined ? { excludeDisks: exclude } : {}),
         ...(config.scratchDir !== undefined ? { scratchDir: config.scratchDir } : {}),
+        ...(config.scratchKeepFreeBytes !== undefined ? { scratchFloorBytes: config.scratchKeepFreeBytes } : {}),
         ...(config.connections !== undefined ? { connections: config.connections } : {}),
         ...(deps.signal !== undefined ? { signal: deps.signal } : {}),
         log: (m) => deps.log(`${domain}: ${m}`),

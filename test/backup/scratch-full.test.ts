@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup, type BackupOptions } from '../../src/backup/run.js';
 import { restoreBackup } from '../../src/restore/index.js';
 import { Repository } from '../../src/store/index.js';
+import { runCli } from '../helpers/cli.js';
 import { createTestDomain, sha256File, type TestDomain } from '../helpers/domain.js';
 
 const MiB = 1024 * 1024;
@@ -85,5 +86,18 @@ describe('live backup whose scratch directory runs low', () => {
     expect(repo.listBackups({ domain: dom.name })).toHaveLength(before);
     expect(execFileSync('virsh', ['-c', dom.uri, 'domjobinfo', dom.name], { encoding: 'utf8' })).toMatch(/Job type:\s+None/);
     expect(checkpoints()).toHaveLength(1);
+  });
+
+  it('the CLI takes the floor as --scratch-keep-free SIZE', async () => {
+    const args = ['backup', '--repo', join(work, 'repo'), '--domain', dom.name, '--scratch-dir', small];
+    const refused = await runCli([...args, '--scratch-keep-free', '64M']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^pullback: error \[BACKUP_FAILED\]: domain \S+: the scratch directory \S+ has [\d.]+ MiB free, less than the 64\.0 MiB a backup keeps free there/m);
+    const bad = await runCli([...args, '--scratch-keep-free', 'lots']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--scratch-keep-free must be a size such as 512M or 2G, not 'lots'");
+    const ok = await runCli([...args, '--scratch-keep-free', '4M', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout).backup.level).toBe('incremental');
   });
 });

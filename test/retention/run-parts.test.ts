@@ -50,6 +50,8 @@ describe('config', () => {
     expect(c.metricsFile).toBe('/etc/pullback/m/x.prom');
     expect(c.concurrency).toBe(1);
     expect(c.lockWaitSeconds).toBe(600);
+    expect(c.scratchKeepFreeBytes).toBeUndefined();
+    expect(parseRunConfig(`scratch_keep_free_mib = 512\n${BASE}`, '/etc/pullback/p.toml').scratchKeepFreeBytes).toBe(512 * 1024 * 1024);
     expect(c.domains).toEqual({ kind: 'all', include: ['*'], exclude: ['test-*'] });
     expect(c.retention).toEqual({ counts: {}, keepWithin: { years: 0, months: 0, weeks: 1, days: 2, hours: 0 }, timeZone: 'local' });
   });
@@ -70,6 +72,7 @@ describe('config', () => {
     ['missing retention', 'repository = "/r"\n[domains]\nnames = ["a"]\n', /retention: is required \(a table\)/],
     ['bad duration', BASE.replace('keep_daily = 7', 'keep_within = "90min"'), /retention.keep_within: invalid duration "90min"/],
     ['bad time zone', `${BASE}time_zone = "CET"\n`, /retention.time_zone: must be "UTC" or "local", not string "CET"/],
+    ['scratch_keep_free_mib out of range', `scratch_keep_free_mib = -1\n${BASE}`, /scratch_keep_free_mib: must be a whole number from 0 to 1048576, not number -1/],
     ['level out of range', `${BASE}[level]\nfull_every_days = 0\n`, /level.full_every_days: must be a whole number from 1 to 36500/],
     ['TOML syntax', 'repository = \n', /config \/etc\/pullback\/p.toml: line 1, column \d+: /],
   ];

@@ -12,6 +12,7 @@ interface BackupOpts {
   disk: string[];
   excludeDisk: string[];
   scratchDir: string;
+  scratchKeepFree?: string;
   connections: string;
   json?: boolean;
 }
@@ -27,6 +28,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--disk <target>', 'back up only this disk (repeatable)', collect, [])
     .option('--exclude-disk <target>', 'leave this disk out (repeatable)', collect, [])
     .option('--scratch-dir <dir>', 'where the job socket and scratch files go', DEFAULT_SCRATCH_DIR)
+    .option('--scratch-keep-free <size>', 'free space kept in the scratch directory while the job runs; below it the job ends before guest writes fail (default 5% of it, 64M..1G)')
     .option('--connections <n>', 'NBD connections per disk', '4')
     .option('--json', 'print one JSON object at the end')
     .action(async (opts: BackupOpts) => {
@@ -36,6 +38,15 @@ export function register(program: Command, ctx: CliContext): void {
       const connections = Number(opts.connections);
       if (!Number.isInteger(connections) || connections < 1 || connections > 16) {
         throw new UsageError(`--connections must be an integer from 1 to 16, not '${opts.connections}'`);
+      }
+      let scratchFloorBytes: number | undefined;
+      if (opts.scratchKeepFree !== undefined) {
+        const { parseSize } = await import('../../store/config.js');
+        try {
+          scratchFloorBytes = parseSize(opts.scratchKeepFree);
+        } catch {
+          throw new UsageError(`--scratch-keep-free must be a size such as 512M or 2G, not '${opts.scratchKeepFree}'`);
+        }
       }
       const dir = repoFrom(opts.repo);
       // virsh first: its session starts (links, connects to libvirtd) and answers the backup's
@@ -64,6 +75,7 @@ export function register(program: Command, ctx: CliContext): void {
             disks: opts.disk,
             excludeDisks: opts.excludeDisk,
             scratchDir: opts.scratchDir,
+            ...(scratchFloorBytes === undefined ? {} : { scratchFloorBytes }),
             connections,
             signal: ctx.signal,
             firstQueries,
