@@ -228,7 +228,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
             ],
           });
     // handleLeftoverJob has just made sure no job runs: backupBegin need not ask again.
-    await libvirt.backupBegin(domain, backupXml, checkpointXml, { ...(signal === undefined ? {} : { signal }), checkActiveJob: false });
+    await libvirt.backupBegin(domain, backupXml, checkpointXml, { signal, checkActiveJob: false });
     jobStarted = true;
     checkpointCreated = checkpointXml !== null;
     watch = watchScratch(jobDir.path, floor, opts.scratchPollMs ?? 200, (low) => {
@@ -313,7 +313,7 @@ function scratchError(domain: string, dir: string, free: number, floor: number, 
     : `the scratch directory ${dir} has ${formatMiB(free)} free, less than the ${formatMiB(floor)} a backup keeps free there so that the guest's writes never fail`;
   return new PullbackError(
     'BACKUP_FAILED',
-    `domain ${domain}: ${what}; give --scratch-dir more room: it holds a copy of what the guest overwrites while a backup runs`,
+    `domain ${domain}: ${what}; give the scratch directory more room (--scratch-dir, or scratch_dir in the nightly config): it holds a copy of what the guest overwrites while a backup runs`,
   );
 }
 

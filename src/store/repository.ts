@@ -107,13 +107,13 @@ export class Repository {
   private readonly unwritable: string | undefined;
   private locklessWarned = false;
 
-  private constructor(dir: string, config: RepoConfig, idb: IndexDb, opts: OpenOptions) {
+  private constructor(dir: string, config: RepoConfig, idb: IndexDb, opts: OpenOptions, unwritable: string | undefined) {
     this.dir = dir;
     this.config = config;
     this.layout = layout(dir);
     this.idb = idb;
     this.readOnly = opts.readOnly === true;
-    this.unwritable = unwritableReason(this.layout);
+    this.unwritable = unwritable;
     this.warn = opts.onWarning ?? defaultWarn;
     this.workers = opts.workers;
     this.slots = opts.slots;
@@ -156,7 +156,8 @@ export class Repository {
   }
 
   static async open(dir: string, opts: OpenOptions = {}): Promise<Repository> {
-    if (opts.readOnly !== true && opts.readOnlyIfUnwritable === true && unwritableReason(layout(dir)) !== undefined) {
+    const unwritable = unwritableReason(layout(dir));
+    if (opts.readOnly !== true && opts.readOnlyIfUnwritable === true && unwritable !== undefined) {
       opts = { ...opts, readOnly: true };
     }
     const { config, l } = await Repository.inspect(dir, opts.readOnly === true);
@@ -172,9 +173,9 @@ export class Repository {
       );
     }
     // SQLite cannot open a WAL database where it may not create the -shm file: read a copy.
-    const idb = IndexDb.open(l.db, opts.readOnly === true, { privateCopy: opts.readOnly === true && unwritableReason(l) !== undefined });
+    const idb = IndexDb.open(l.db, opts.readOnly === true, { privateCopy: opts.readOnly === true && unwritable !== undefined });
     if (!idb.readOnly) idb.db.pragma('synchronous = NORMAL');
-    const repo = new Repository(dir, config, idb, opts);
+    const repo = new Repository(dir, config, idb, opts, unwritable);
     try {
       if (!repo.readOnly) repo.reapDeadBackups();
     } catch (e) {
