@@ -17,6 +17,12 @@
 #     of zero writes + incremental. Then the domains are shut off and the chain (full + 3
 #     incrementals) is restored by both tools; every restore must hash (sha256 of the raw
 #     content) to the reference, a raw file that received the same writes.
+#   - The domains boot no OS, and such a guest's vCPU spins: 92% of a core each, measured
+#     (bench/idle-vcpu.ts), i.e. three of them would take more than this 2-core machine has,
+#     from both tools alike, where an idle real guest halts. So the domains run paused
+#     (`virsh suspend`: the vCPU stops; QEMU's block layer, the NBD export, HMP qemu-io writes
+#     and dirty bitmaps all work as before). GUEST_VCPUS=running keeps them spinning, as the
+#     runs before the fourth session did.
 #   - Tools run one after another (never concurrently: 2 cores). Wall time, peak RSS and CPU
 #     from GNU time (`%e %M %U %S`; RSS of the process tree's largest member). Bytes stored:
 #     `du -sb`. pullback is the committed HEAD (or PULLBACK_REF) compiled into the work dir:
@@ -43,6 +49,8 @@ DOM_PB=pbvnb-pullback
 DOM_PLAIN=pbvnb-plain
 DOM_LZ4=pbvnb-lz4
 DOMS=("$DOM_PB" "$DOM_PLAIN" "$DOM_LZ4")
+GUEST_VCPUS=${GUEST_VCPUS:-paused}
+case "$GUEST_VCPUS" in paused|running) ;; *) echo "GUEST_VCPUS must be paused or running" >&2; exit 2;; esac
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
 log() { printf '[vnb-bench %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -163,7 +171,9 @@ for d in "${DOMS[@]}"; do
   domain_xml "$d" "$WORK/$d.qcow2" > "$WORK/$d.xml"
   virsh -q define "$WORK/$d.xml" >/dev/null
   virsh -q start "$d" >/dev/null
+  [ "$GUEST_VCPUS" = running ] || virsh -q suspend "$d" >/dev/null
 done
+log "domains started, vCPUs $GUEST_VCPUS"
 rm "$WORK/base.qcow2"
 
 # ---- guest writes ------------------------------------------------------------------------
@@ -295,6 +305,7 @@ delta() { # STEP TOOL PREV_STEP
 {
   echo "## pullback vs virtnbdbackup $(dpkg-query -W -f='${Version}' virtnbdbackup) — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
+  echo "Guest vCPUs: $GUEST_VCPUS (GUEST_VCPUS; the domains boot no OS)."
   echo "Disk: ${DISK_MIB} MiB qcow2 (${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes); text alone: zstd -3 $(ratio "$SAMPLE" "$TEXT_ZSTD")x, lz4 -1 $(ratio "$SAMPLE" "$TEXT_LZ4")x."
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); pullback $PB_COMMIT ($PB_REF); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Ratios are pullback time / virtnbdbackup time (lower is better). vnb = virtnbdbackup, vnb -z = virtnbdbackup -z (lz4). Stored = bytes added by the step (du -sb)."
