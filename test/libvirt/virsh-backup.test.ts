@@ -74,7 +74,7 @@ describe('VirshLibvirt on a live domain', () => {
     expect(v.library).toMatch(/^\d+\.\d+\.\d+$/);
     expect(v.hypervisor?.name).toBe('QEMU');
     await lv.ping();
-    expect(await lv.domainState(dom.name)).toBe('running');
+    expect(await lv.domainState(dom.name)).toBe('paused'); // test domains run paused (helpers/domain.ts)
     expect(await lv.listDomains()).toContain(dom.name);
     const live = parseDomainXml(await lv.dumpXml(dom.name));
     expect(live.id).not.toBeNull();
@@ -138,7 +138,7 @@ describe('VirshLibvirt on a live domain', () => {
       const pids = (await execFileP('pgrep', ['-P', String(process.pid), '-f', `^virsh -q -c ${lv.uri}$`])).stdout.trim().split('\n');
       for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
       await new Promise((r) => setTimeout(r, 100));
-      expect(await s.domainState(dom.name)).toBe('running');
+      expect(await s.domainState(dom.name)).toBe('paused');
     } finally {
       s.close();
     }
@@ -287,7 +287,7 @@ describe('VirshLibvirt on a live domain', () => {
     expect(await bitmaps()).toEqual(['cp0']);
     const missing = await rejection(lv.checkpointDumpXml(dom.name, 'cp1'));
     expect(missing.code).toBe('CHECKPOINT_NOT_FOUND');
-    expect(await lv.monitorCommand(dom.name, 'info status', { hmp: true })).toMatch(/VM status: running/);
+    expect(await lv.monitorCommand(dom.name, 'info status', { hmp: true })).toMatch(/VM status: paused/);
   });
 
   it('maps failures to stable codes with the virsh command and its error line', async () => {
