@@ -17,6 +17,7 @@ import type { Repository } from '../store/index.js';
 import { describeOwner, liveness, parseOwner } from '../store/owner.js';
 import { CHECKPOINT_PREFIX } from './checkpoints.js';
 import { backupIdFromSocket } from './job-dir.js';
+import { waitForJobEnd } from './job-end.js';
 
 export async function handleLeftoverJob(
   domain: string,
@@ -45,6 +46,9 @@ export async function handleLeftoverJob(
   const ownerText = await readFile(join(dirname(socket), 'owner.json'), 'utf8').catch(() => undefined);
   const owner = ownerText === undefined ? undefined : parseOwner(ownerText.trim());
   const state = owner === undefined ? 'unknown' : liveness(owner);
+  // A job without its directory belongs to a pullback that has ended it already (the directory
+  // goes last) while libvirt is still tearing it down (job-end.ts): wait for that.
+  if (owner === undefined && repo.getBackup(id)?.status !== 'running' && (await waitForJobEnd(libvirt, domain))) return;
   if (state !== 'dead') {
     const who = owner === undefined ? 'an unknown process' : describeOwner(owner);
     throw new PullbackError(
@@ -57,6 +61,9 @@ export async function handleLeftoverJob(
     await libvirt.jobAbort(domain);
   } catch (e) {
     if (!(e instanceof PullbackError && e.code === 'JOB_NOT_ACTIVE')) throw e;
+  }
+  if (!(await waitForJobEnd(libvirt, domain))) {
+    throw new PullbackError('DOMAIN_BUSY', `domain ${domain}: the leftover backup job of backup ${id} was ended but libvirt still lists it; try again later, or ${abortHint}`);
   }
   const checkpoint = `${CHECKPOINT_PREFIX}${id}`;
   const rec = repo.getBackup(id);

@@ -20,6 +20,7 @@ import { currentOwner } from '../store/owner.js';
 import { prefetchFirstQueries } from './first-queries.js';
 import { decideLevel, type Decision, type RequestedLevel } from './decide.js';
 import { createJobDir, DEFAULT_SCRATCH_DIR, removeDeadJobDirs } from './job-dir.js';
+import { JOB_END_TIMEOUT_MS, waitForJobEnd } from './job-end.js';
 import { handleLeftoverJob } from './leftover.js';
 import { backupOffline } from './offline.js';
 import { readDisk, type DiskProgress } from './read-disk.js';
@@ -262,6 +263,8 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     jobStarted = false;
     if (ended.job !== null && ended.job.code !== 'JOB_NOT_ACTIVE') {
       log(`could not end the backup job of domain ${domain}: ${errorMessage(ended.job)}`);
+    } else {
+      await waitAfterEnd(libvirt, domain, log);
     }
     for (const [i, err] of ended.checkpoints.entries()) {
       const old = older[i] ?? '';
@@ -372,5 +375,18 @@ async function endJob(libvirt: Libvirt, domain: string, log: (m: string) => void
   } catch (e) {
     if (e instanceof PullbackError && e.code === 'JOB_NOT_ACTIVE') return;
     log(`could not end the backup job of domain ${domain}: ${errorMessage(e)}`);
+    return;
+  }
+  await waitAfterEnd(libvirt, domain, log);
+}
+
+/** After domjobabort: until libvirt has torn the job down (job-end.ts), so its files can go. */
+async function waitAfterEnd(libvirt: Libvirt, domain: string, log: (m: string) => void): Promise<void> {
+  try {
+    if (!(await waitForJobEnd(libvirt, domain))) {
+      log(`the backup job of domain ${domain} was ended but libvirt still lists it after ${JOB_END_TIMEOUT_MS / 1000} s; check it with 'virsh domjobinfo ${domain}'`);
+    }
+  } catch (e) {
+    log(`could not check that the backup job of domain ${domain} has ended: ${errorMessage(e)}`);
   }
 }
