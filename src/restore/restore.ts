@@ -12,10 +12,11 @@
 // existing files stay as they were. Block devices are written in place (see output.ts).
 // A shared repository lock is held throughout, so prune/repair cannot remove chunks under us.
 import { mkdir, rmdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { PullbackError } from '../errors.js';
 import type { Repository } from '../store/index.js';
 import { layout } from '../store/layout.js';
+import { freeBytes } from '../store/no-space.js';
 import { checkOutput, OutputTarget, type OutputCheck } from './output.js';
 import { planDisk } from './plan.js';
 import { verifyDisk } from './verify.js';
@@ -134,6 +135,15 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
       const plan = planDisk(repo.resolveChunkMap(record.id, name));
       const target = OutputTarget.open(checks[k] as OutputCheck, outputSize(plan, opts.format), name, opts.directIo !== false);
       targets.push(target);
+      // A file gets at least the disk's data (sparse raw; qcow2 adds its metadata): fail now
+      // rather than after writing what fits.
+      const free = target.kind === 'file' ? freeBytes(dirname(target.path)) : Number.POSITIVE_INFINITY;
+      if (free < plan.dataBytes) {
+        throw new PullbackError(
+          'RESTORE_FAILED',
+          `restoring disk ${name} of backup ${record.id} needs at least ${mib(plan.dataBytes)} in ${dirname(target.path)} (its data), which has ${mib(free)} free: free space there or restore elsewhere`,
+        );
+      }
       const common = { pool, window, backupId: record.id, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) };
       const progress = (phase: RestoreProgressEvent['phase']) => (bytesDone: number, bytesTotal: number) =>
         opts.onProgress?.({ disk: name, phase, bytesDone, bytesTotal });
@@ -166,6 +176,10 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
     verified: opts.verify === true,
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 /** Creates the output directory if missing; true when this call created it. */

@@ -2,7 +2,8 @@
 // fails with REPO_FULL naming the repository and the way out, leaves no job or checkpoint in
 // libvirt and no complete record; a filesystem with no byte left is reported as full, never
 // as a corrupt index; gc still runs there (it releases the repository's reserve); and once
-// there is room the next incremental holds every change since the last complete backup.
+// there is room the next incremental holds every change since the last complete backup; a
+// restore onto a filesystem without room for the data fails before writing anything.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -112,5 +113,15 @@ describe('backup into a repository whose filesystem is full', () => {
     expect(await sha256File(join(out, 'vda.raw'))).toBe(await dom.referenceSha256('vda'));
     const check = await runCli(['check', '--repo', repo, '--read-data']);
     expect(check.code, check.stderr).toBe(0);
+  });
+
+  it('a restore onto a filesystem without room for the data fails before writing, and leaves nothing', async () => {
+    fill(mnt, 'filler-3', 10 * MiB);
+    const out = join(mnt, 'restore');
+    const r = await runCli(['restore', '--repo', repo, '--domain', dom.name, '--output', out, '--format', 'raw']);
+    expectCleanError(r, 'RESTORE_FAILED');
+    expect(r.stderr).toMatch(new RegExp(`restoring disk vda of backup \\S+ needs at least 48\\.0 MiB in ${out} \\(its data\\), which has \\d+\\.\\d MiB free`));
+    expect(existsSync(out)).toBe(false);
+    rmSync(join(mnt, 'filler-3'), { force: true });
   });
 });
