@@ -46,9 +46,10 @@ export async function handleLeftoverJob(
   const ownerText = await readFile(join(dirname(socket), 'owner.json'), 'utf8').catch(() => undefined);
   const owner = ownerText === undefined ? undefined : parseOwner(ownerText.trim());
   const state = owner === undefined ? 'unknown' : liveness(owner);
+  const rec = repo.getBackup(id);
   // A job without its directory belongs to a pullback that has ended it already (the directory
   // goes last) while libvirt is still tearing it down (job-end.ts): wait for that.
-  if (owner === undefined && repo.getBackup(id)?.status !== 'running' && (await waitForJobEnd(libvirt, domain))) return;
+  if (owner === undefined && rec?.status !== 'running' && (await waitForJobEnd(libvirt, domain))) return;
   if (state !== 'dead') {
     const who = owner === undefined ? 'an unknown process' : describeOwner(owner);
     throw new PullbackError(
@@ -66,7 +67,6 @@ export async function handleLeftoverJob(
     throw new PullbackError('DOMAIN_BUSY', `domain ${domain}: the leftover backup job of backup ${id} was ended but libvirt still lists it; try again later, or ${abortHint}`);
   }
   const checkpoint = `${CHECKPOINT_PREFIX}${id}`;
-  const rec = repo.getBackup(id);
   if (rec?.status === 'complete') {
     // Killed after its record was complete (between that and ending the job): every chunk is
     // durable, so its checkpoint is a valid base; deleting it would force the next backup full.

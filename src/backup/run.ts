@@ -24,7 +24,8 @@ import { JOB_END_TIMEOUT_MS, waitForJobEnd } from './job-end.js';
 import { handleLeftoverJob } from './leftover.js';
 import { backupOffline } from './offline.js';
 import { readDisk, type DiskProgress } from './read-disk.js';
-import { defaultScratchFloor, formatMiB, scratchSpace, watchScratch, type ScratchWatch } from './scratch-watch.js';
+import { formatMiB } from '../units.js';
+import { defaultScratchFloor, scratchSpace, watchScratch, type ScratchWatch } from './scratch-watch.js';
 import { selectDisks, type SelectedDisk } from './select-disks.js';
 import { ensureBaseCheckpoint, olderCheckpoints } from './checkpoints.js';
 

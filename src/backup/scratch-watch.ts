@@ -9,8 +9,8 @@
 //   floor: the free space kept untouched; a guest must write that much within one poll
 //          interval to get past the watch.
 import { statfs } from 'node:fs/promises';
-
-const MiB = 1024 * 1024;
+import { usableBytes } from '../store/no-space.js';
+import { MiB } from '../units.js';
 
 export interface ScratchSpace {
   /** Bytes this process may still write there. */
@@ -26,9 +26,7 @@ export function defaultScratchFloor(totalBytes: number): number {
 
 export async function scratchSpace(dir: string): Promise<ScratchSpace> {
   const s = await statfs(dir);
-  // root may also use the blocks ext4 reserves for it; others only the available ones.
-  const blocks = process.getuid?.() === 0 ? s.bfree : s.bavail;
-  return { free: blocks * s.bsize, total: s.blocks * s.bsize };
+  return { free: usableBytes(s), total: s.blocks * s.bsize };
 }
 
 export interface ScratchWatch {
@@ -63,8 +61,4 @@ export function watchScratch(dir: string, floorBytes: number, intervalMs: number
     clearInterval(timer);
   };
   return { stop };
-}
-
-export function formatMiB(bytes: number): string {
-  return `${(bytes / MiB).toFixed(1)} MiB`;
 }

@@ -17,6 +17,7 @@ import { PullbackError } from '../errors.js';
 import type { Repository } from '../store/index.js';
 import { layout } from '../store/layout.js';
 import { freeBytes } from '../store/no-space.js';
+import { formatMiB } from '../units.js';
 import { checkOutput, OutputTarget, type OutputCheck } from './output.js';
 import { planDisk } from './plan.js';
 import { verifyDisk } from './verify.js';
@@ -141,7 +142,7 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
       if (free < plan.dataBytes) {
         throw new PullbackError(
           'RESTORE_FAILED',
-          `restoring disk ${name} of backup ${record.id} needs at least ${mib(plan.dataBytes)} in ${dirname(target.path)} (its data), which has ${mib(free)} free: free space there or restore elsewhere`,
+          `restoring disk ${name} of backup ${record.id} needs at least ${formatMiB(plan.dataBytes)} in ${dirname(target.path)} (its data), which has ${formatMiB(free)} free: free space there or restore elsewhere`,
         );
       }
       const common = { pool, window, backupId: record.id, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) };
@@ -176,10 +177,6 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
     verified: opts.verify === true,
     seconds: (performance.now() - started) / 1000,
   };
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 /** Creates the output directory if missing; true when this call created it. */

@@ -16,12 +16,16 @@ export function isNoSpaceErrno(code: unknown): boolean {
   return typeof code === 'string' && NO_SPACE_ERRNOS.has(code);
 }
 
+/** Bytes of a statfs result this process can still write. */
+export function usableBytes(s: { bfree: number; bavail: number; bsize: number }): number {
+  // root may also use the blocks ext4 reserves for it; others only the available ones.
+  return (process.getuid?.() === 0 ? s.bfree : s.bavail) * s.bsize;
+}
+
 /** Bytes this process can still write on the filesystem holding `path` (Infinity if unknown). */
 export function freeBytes(path: string): number {
   try {
-    const s = statfsSync(path);
-    // root may also use the blocks ext4 reserves for it; others only the available ones.
-    return (process.getuid?.() === 0 ? s.bfree : s.bavail) * s.bsize;
+    return usableBytes(statfsSync(path));
   } catch {
     return Number.POSITIVE_INFINITY;
   }
