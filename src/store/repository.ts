@@ -20,6 +20,7 @@ import { chunkPath, layout, manifestPath, type Layout } from './layout.js';
 import { acquireLock, reapStaleLocks, type LockKind, type RepoLock } from './lock.js';
 import { noSpaceFromErrno, noSpaceFromSqlite } from './no-space.js';
 import { ensureReserve, releaseReserveIfFull, RESERVE_BYTES } from './reserve.js';
+import { MiB } from '../units.js';
 import { currentOwner, describeOwner, liveness, parseOwner } from './owner.js';
 import { rebuildIndex, type RebuildReport } from './repair.js';
 import { finishInterruptedRemoval } from './pending-removal.js';
@@ -144,7 +145,6 @@ export class Repository {
       await mkdir(dir, { recursive: true });
       for (const sub of [l.chunks, l.manifests, l.locks, l.tmp]) await mkdir(sub);
       IndexDb.create(l.db).close();
-      await ensureReserve(l);
       // config.json last: its presence is what makes the directory a repository.
       await writeFileAtomic(l.tmp, l.config, [Buffer.from(`${JSON.stringify(config, null, 2)}\n`)]);
       await fsyncDir(dir);
@@ -163,7 +163,7 @@ export class Repository {
     const { config, l } = await Repository.inspect(dir, opts.readOnly === true);
     if (opts.readOnly !== true && opts.freeingSpace === true && releaseReserveIfFull(l)) {
       (opts.onWarning ?? defaultWarn)(
-        `the filesystem of repository ${dir} is full: released the ${RESERVE_BYTES / (1024 * 1024)} MiB kept in reserve for this (${l.reserve}); it is set aside again once there is room`,
+        `the filesystem of repository ${dir} is full: released the ${RESERVE_BYTES / MiB} MiB kept in reserve for this (${l.reserve}); it is set aside again once there is room`,
       );
     }
     if (!existsSync(l.db)) {

@@ -3,15 +3,16 @@
 // On a full filesystem SQLite cannot even open the index (its -shm file must grow), so
 // without it `pullback prune` — the way out — would fail like everything else. Borg keeps
 // space in reserve for the same reason.
-//   - created by `init`, and by any writable open that finds it missing with room to spare;
+//   - created by any writable open (so also by `init`) that finds it missing with room to spare;
 //   - released (deleted) when a command that frees space (prune, gc) opens a full repository;
 //   - never read; not a chunk, not a manifest: check, gc and repair do not look at it.
 import { existsSync, unlinkSync } from 'node:fs';
 import { writeFileAtomic } from './atomic-file.js';
 import type { Layout } from './layout.js';
 import { filesystemFull, freeBytes } from './no-space.js';
+import { MiB } from '../units.js';
 
-export const RESERVE_BYTES = 8 * 1024 * 1024;
+export const RESERVE_BYTES = 8 * MiB;
 
 /**
  * Creates the reserve if it is missing and the filesystem has room for it four times over
