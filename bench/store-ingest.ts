@@ -4,7 +4,7 @@
 // hash+compress ceiling measured in the same run on the same chunk sequence.
 //
 //   npx tsc -p tsconfig.build.json && npx tsx bench/store-ingest.ts [--dir DIR] [--chunk-size 1M]
-//       [--random MiB] [--text MiB] [--zero MiB] [--workers N] [--src]
+//       [--random MiB] [--text MiB] [--zero MiB] [--workers N] [--src] [--pipeline-only]
 //
 // The store is loaded from dist/ (what bin/pullback runs), so its worker threads run plain
 // JavaScript; --src loads src/ instead, whose workers carry the tsx loader (~30 MiB RSS each).
@@ -12,8 +12,8 @@
 // Chunks are made unique cheaply: random chunks are a few random base buffers with a counter
 // written into their first bytes; text chunks are windows of a generated text pool at varying
 // offsets, also with a counter. The ceiling loop hashes and compresses exactly those chunks.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blake3 } from '@napi-rs/blake-hash';
@@ -28,6 +28,7 @@ if (!fromSrc && !existsSync(fileURLToPath(distEntry))) {
   console.error('bench: dist/ is not built: run `npx tsc -p tsconfig.build.json` first (or pass --src)');
   process.exit(2);
 }
+const HEADER_BYTES = 12; // codec.ts: the chunk file header
 const { Repository, parseSize, DEFAULT_COMPRESSION_LEVEL } = (await import(fromSrc ? '../src/store/index.js' : distEntry.href)) as Store;
 
 const MiB = 1024 * 1024;
@@ -98,6 +99,19 @@ function* chunks(): Generator<{ kind: Kind; index: number; data: Buffer }> {
 
 let cpuSeconds = 0;
 
+// Repositories are removed when the script ends, not between its measurements: on a journal-less
+// ext4 (this machine's /), creating files within minutes of deleting many costs more CPU (the
+// inode allocator skips recently deleted inodes: `recently_deleted` in perf), so deleting the
+// pipeline's 2048 chunk files before the I/O floor would slow the floor down. The same holds
+// across runs: a run started within ~5 minutes of the last one's cleanup starts slower.
+const toRemove: string[] = [];
+function removeAtExit(dir: string): void {
+  toRemove.push(dir);
+}
+process.on('exit', () => {
+  for (const d of toRemove) rmSync(d, { recursive: true, force: true });
+});
+
 // --- pipeline --------------------------------------------------------------------------
 async function runPipeline(): Promise<{ seconds: number; peakRss: number; perKind: Record<Kind, number>; stored: number }> {
   const dir = mkdtempSync(join(parent, 'pullback-bench-'));
@@ -134,21 +148,25 @@ async function runPipeline(): Promise<{ seconds: number; peakRss: number; perKin
     const d = rec.disks[0];
     return { seconds: (t1 - t0) / 1000, peakRss, perKind, stored: d?.bytesStored ?? 0 };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeAtExit(dir);
   }
 }
 
 // --- single-core ceiling ---------------------------------------------------------------
-function runCeiling(): { all: number; perKind: Record<Kind, number>; zeroSkip: number } {
+/** Also returns the size each non-zero chunk's file would have (for the I/O floor below). */
+function runCeiling(): { all: number; perKind: Record<Kind, number>; zeroSkip: number; fileSizes: number[] } {
   const c = new Compressor();
   c.setParameters({ compressionLevel: DEFAULT_COMPRESSION_LEVEL });
   const perKind: Record<Kind, number> = { random: 0, text: 0, zero: 0 };
+  const fileSizes: number[] = [];
   let sink = 0;
   for (const ch of chunks()) {
     const t = performance.now();
     sink ^= blake3(ch.data)[0] ?? 0;
-    sink ^= c.compress(ch.data).length;
+    const z = c.compress(ch.data).length;
+    sink ^= z;
     perKind[ch.kind] += (performance.now() - t) / 1000;
+    if (ch.kind !== 'zero') fileSizes.push(HEADER_BYTES + Math.min(z, ch.data.length));
   }
   // The same single core, but skipping zero chunks with a memcmp as the pipeline does.
   let zeroCheck = 0;
@@ -160,7 +178,41 @@ function runCeiling(): { all: number; perKind: Record<Kind, number>; zeroSkip: n
   }
   if (sink === 0.5) console.log('');
   const all = perKind.random + perKind.text + perKind.zero;
-  return { all, perKind, zeroSkip: perKind.random + perKind.text + zeroCheck };
+  return { all, perKind, zeroSkip: perKind.random + perKind.text + zeroCheck, fileSizes };
+}
+
+// --- the I/O floor ------------------------------------------------------------------------
+// What the kernel alone charges for the chunk files the issue's format prescribes (temporary
+// file, write, fsync, rename, directory fsync; writeFileAtomicDeferred, the function the
+// workers use), for files of exactly the sizes the pipeline stores, on the same filesystem:
+// no hashing, no compression, no worker threads. Its CPU plus the zero-skipping ceiling's is
+// work any pipeline of this format has to do, so (sum / 2 cores) bounds the pipeline's time
+// from below even with perfect parallelism.
+async function runIoFloor(fileSizes: readonly number[]): Promise<{ seconds: number; cpu: number }> {
+  const { writeFileAtomicDeferred } = (await import(
+    fromSrc ? '../src/store/atomic-file.js' : new URL('../dist/store/atomic-file.js', import.meta.url).href
+  )) as typeof import('../src/store/atomic-file.js');
+  const dir = mkdtempSync(join(parent, 'pullback-bench-io-'));
+  try {
+    mkdirSync(join(dir, 'tmp'));
+    const content = randomBytes(chunkSize + HEADER_BYTES);
+    const known = new Set<string>();
+    const inFlight: Array<Promise<void>> = [];
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < fileSizes.length; i++) {
+      const name = createHash('sha256').update(String(i)).digest('hex');
+      const path = join(dir, 'chunks', name.slice(0, 2), name);
+      inFlight.push(writeFileAtomicDeferred(join(dir, 'tmp'), path, [content.subarray(0, fileSizes[i])], known));
+      // As many files in flight as the pool has slots by default (32 MiB of 1 MiB chunks).
+      if (inFlight.length >= 32) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    const cpu = process.cpuUsage(cpu0);
+    return { seconds: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6 };
+  } finally {
+    removeAtExit(dir);
+  }
 }
 
 // --- what two threads can do ------------------------------------------------------------
@@ -222,7 +274,13 @@ for (const c of chunks()) void c;
 const genSeconds = (performance.now() - genStart) / 1000;
 
 const p = await runPipeline();
+if (process.argv.includes('--pipeline-only')) {
+  // For profiling (perf record) the pipeline alone.
+  console.log(`pipeline: ${p.seconds.toFixed(2)} s, CPU ${cpuSeconds.toFixed(2)} s, peak RSS ${(p.peakRss / MiB).toFixed(0)} MiB`);
+  process.exit(0);
+}
 const ceil = runCeiling();
+const io = await runIoFloor(ceil.fileSizes);
 const par1 = await runParallel(1);
 const par2 = await runParallel(2);
 const bytesOf = (k: Kind): number => (plan.find((x) => x.kind === k)?.chunks ?? 0) * chunkSize;
@@ -240,6 +298,15 @@ for (const k of ['random', 'text', 'zero'] as const) console.log(`  ${k.padEnd(6
 console.log(`single-core ceiling with zero chunks skipped by memcmp: ${ceil.zeroSkip.toFixed(2)} s = ${mbps(totalBytes, ceil.zeroSkip)}`);
 console.log(`pipeline / ceiling: ${(ceil.all / p.seconds).toFixed(2)}x; pipeline / zero-skipping ceiling: ${(ceil.zeroSkip / p.seconds).toFixed(2)}x`);
 const nonZero = bytesOf('random') + bytesOf('text');
+console.log(
+  `I/O floor, the same ${ceil.fileSizes.length} chunk files (${(ceil.fileSizes.reduce((a, b) => a + b, 0) / 1e6).toFixed(0)} MB) written atomically ` +
+    `and durably with nothing computed: ${io.seconds.toFixed(2)} s, CPU ${io.cpu.toFixed(2)} s`,
+);
+const floor = (ceil.zeroSkip + io.cpu) / 2;
+console.log(
+  `lower bound of any pipeline of this format on 2 cores: (zero-skipping ceiling ${ceil.zeroSkip.toFixed(2)} + I/O CPU ${io.cpu.toFixed(2)}) / 2 = ` +
+    `${floor.toFixed(2)} s = ${(ceil.all / floor).toFixed(2)}x the ceiling at best (target 1.6x: ${(ceil.all / 1.6).toFixed(2)} s)`,
+);
 console.log(
   `hardware check, hash+compress of the random and text chunks in worker threads: 1 thread ${mbps(nonZero, par1)}, ` +
     `2 threads at once ${mbps(nonZero, par2)} (${(par1 / par2).toFixed(2)}x)`,
