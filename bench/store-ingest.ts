@@ -4,7 +4,7 @@
 // hash+compress ceiling measured in the same run on the same chunk sequence.
 //
 //   npx tsc -p tsconfig.build.json && npx tsx bench/store-ingest.ts [--dir DIR] [--chunk-size 1M]
-//       [--random MiB] [--text MiB] [--zero MiB] [--workers N] [--src] [--pipeline-only]
+//       [--random MiB] [--text MiB] [--zero MiB] [--workers N] [--src] [--pipeline-only] [--keep]
 //
 // The store is loaded from dist/ (what bin/pullback runs), so its worker threads run plain
 // JavaScript; --src loads src/ instead, whose workers carry the tsx loader (~30 MiB RSS each).
@@ -109,7 +109,8 @@ function removeAtExit(dir: string): void {
   toRemove.push(dir);
 }
 process.on('exit', () => {
-  for (const d of toRemove) rmSync(d, { recursive: true, force: true });
+  if (process.argv.includes('--keep')) console.log(`kept ${toRemove.join(' ')}`);
+  else for (const d of toRemove) rmSync(d, { recursive: true, force: true });
 });
 
 // --- pipeline --------------------------------------------------------------------------
