@@ -3,7 +3,7 @@
 // it did not define, and the stale sweep removes only what dead processes left behind.
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -135,9 +135,13 @@ describe('createTestDomain', () => {
   });
 
   it('rejects disk sizes that are not whole sectors, leaving nothing behind', async () => {
-    const before = await lv.listDomains();
-    await expect(createTestDomain({ disks: [{ size: 1000 }] })).rejects.toThrow(/multiple of 512/);
-    expect(await lv.listDomains()).toEqual(before);
+    // Other test files define and undefine domains concurrently, so compare only this name
+    // (and the image directory it would have had), not the whole domain list.
+    const name = `${TEST_DOMAIN_PREFIX}badsize-${process.pid}`;
+    const dirsOf = async (): Promise<string[]> => (await readdir(tmpdir())).filter((f) => f.startsWith(`${name}-`));
+    await expect(createTestDomain({ name, disks: [{ size: 1000 }] })).rejects.toThrow(/multiple of 512/);
+    expect(await lv.listDomains()).not.toContain(name);
+    expect(await dirsOf()).toEqual([]);
   });
 
   it('destroy is idempotent, and a failed create never touches a same-named domain', async () => {
