@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: installs everything, creates a throwaway VM with two disks,
 # and runs pullback's main job on it: full backup -> guest writes -> incremental backup ->
-# restore of each backup -> byte-for-byte verification against what the guest had.
+# restore of each backup -> byte-for-byte verification against what the guest had; serve;
+# prune; restore into a live NBD export; check.
 # The repository is local to the checkout (.demo/repo) and kept for you to explore.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ work=$(mktemp -d /tmp/pullback-demo.XXXXXX)
 dom=pullback-demo-$$
 cleanup() {
   [ -z "${servepid:-}" ] || kill "$servepid" 2>/dev/null || true
+  [ -z "${nbdpid:-}" ] || kill "$nbdpid" 2>/dev/null || true
   virsh -q destroy "$dom" >/dev/null 2>&1 || true
   virsh -q undefine "$dom" --checkpoints-metadata >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -104,6 +106,16 @@ du -sh "$repo" | sed 's/^/repository size after prune: /'
 run $PB restore --repo "$repo" --domain "$dom" --backup latest --disk vda --output "$work/after-prune-vda.raw" --format raw
 printf 'after prune, latest vda: %s   guest vda: %s\n' "$(sha256sum < "$work/after-prune-vda.raw" | cut -c1-16)" "$(sha256sum < "$work/ref0.raw" | cut -c1-16)"
 cmp -s "$work/after-prune-vda.raw" "$work/ref0.raw" || ok=0
+
+say "restore into a live NBD export: a new qcow2 volume for vdb, served by qemu-nbd"
+qemu-img create -q -f qcow2 "$work/new-vdb.qcow2" 128M
+qemu-nbd -t -f qcow2 --fork --pid-file "$work/qemu-nbd.pid" -k "$work/qemu-nbd.sock" "$work/new-vdb.qcow2"
+nbdpid=$(cat "$work/qemu-nbd.pid")
+run $PB restore --repo "$repo" --domain "$dom" --disk vdb --output "nbd+unix:///?socket=$work/qemu-nbd.sock" --verify
+kill "$nbdpid"; while kill -0 "$nbdpid" 2>/dev/null; do sleep 0.05; done; nbdpid=
+qemu-img convert -O raw "$work/new-vdb.qcow2" "$work/nbd-vdb.raw"
+printf 'vdb in the new volume: %s   guest vdb: %s\n' "$(sha256sum < "$work/nbd-vdb.raw" | cut -c1-16)" "$(sha256sum < "$work/ref1.raw" | cut -c1-16)"
+cmp -s "$work/nbd-vdb.raw" "$work/ref1.raw" || ok=0
 
 say "check the repository"
 run $PB check --repo "$repo" --read-data

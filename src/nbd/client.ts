@@ -1,5 +1,5 @@
-// NbdClient: one connection to one export. Connects (handshake.ts), then serves reads and
-// block-status queries over a pipelined Transmission. Reads of any length are split into
+// NbdClient: one connection to one export. Connects (handshake.ts), then serves reads,
+// block-status queries and (on a writable export) writes over a pipelined Transmission. Reads of any length are split into
 // requests of at most `requestSize` bytes on boundaries aligned to the server's block size
 // (proto.md "Size constraints": offsets and lengths MUST be multiples of the minimum block
 // size; payloads MUST NOT exceed the maximum), and holes come back as zeros.
@@ -11,10 +11,18 @@
 import { PullbackError, isPullbackError } from '../errors.js';
 import {
   NBD_CMD_BLOCK_STATUS,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
   NBD_CMD_FLAG_REQ_ONE,
+  NBD_CMD_FLUSH,
   NBD_CMD_READ,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
   NBD_FLAG_CAN_MULTI_CONN,
   NBD_FLAG_READ_ONLY,
+  NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_WRITE_ZEROES,
 } from './constants.js';
 import type { HandshakeChannel } from './handshake-channel.js';
 import {
@@ -71,6 +79,20 @@ export const DEFAULT_REQUEST_SIZE = 256 * 1024;
 const MAX_READ_REQUEST = 1 << 25;
 /** Block status queries are chunked to 2 GiB (the length field is 32 bits). */
 const MAX_BLOCK_STATUS_REQUEST = 2 ** 31;
+/** NBD_CMD_WRITE_ZEROES carries no payload; 1 GiB per request keeps each one short-lived. */
+const MAX_WRITE_ZEROES_REQUEST = 2 ** 30;
+/** Zeros sent with NBD_CMD_WRITE when the server lacks NBD_CMD_WRITE_ZEROES (shared, never written to). */
+const ZERO_BUFFER = Buffer.alloc(1 << 20);
+
+export interface WriteOptions extends RequestOptions {
+  /** NBD_CMD_FLAG_FUA: the server replies only once the data is durable (when it offers FUA). */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
+  /** NBD_CMD_FLAG_NO_HOLE: the range must stay allocated (no hole punched). */
+  noHole?: boolean;
+}
 
 function chooseRequestSize(bs: BlockSize, wanted: number): number {
   let size = Math.min(wanted, bs.maximum, MAX_READ_REQUEST);
@@ -86,6 +108,12 @@ export class NbdClient {
   readonly transmissionFlags: number;
   readonly canMultiConn: boolean;
   readonly readOnly: boolean;
+  /** NBD_FLAG_SEND_FLUSH: flush() reaches the server (otherwise it is a no-op). */
+  readonly canFlush: boolean;
+  /** NBD_FLAG_SEND_FUA: the `fua` write option reaches the server. */
+  readonly canFua: boolean;
+  /** NBD_FLAG_SEND_WRITE_ZEROES: writeZeroes() sends no payload (otherwise it writes zero buffers). */
+  readonly canWriteZeroes: boolean;
   readonly structuredReplies: boolean;
   /** The server's size constraints (spec defaults when it advertised none). */
   readonly blockSize: { minimum: number; preferred: number; maximum: number };
@@ -118,6 +146,9 @@ export class NbdClient {
     this.transmissionFlags = info.transmissionFlags;
     this.canMultiConn = (info.transmissionFlags & NBD_FLAG_CAN_MULTI_CONN) !== 0;
     this.readOnly = (info.transmissionFlags & NBD_FLAG_READ_ONLY) !== 0;
+    this.canFlush = (info.transmissionFlags & NBD_FLAG_SEND_FLUSH) !== 0;
+    this.canFua = (info.transmissionFlags & NBD_FLAG_SEND_FUA) !== 0;
+    this.canWriteZeroes = (info.transmissionFlags & NBD_FLAG_SEND_WRITE_ZEROES) !== 0;
     this.structuredReplies = structured;
     this.blockSize = info.blockSize;
     this.blockSizeAdvertised = info.blockSizeAdvertised;
@@ -267,6 +298,62 @@ export class NbdClient {
   }
 
   /**
+   * Writes `data` at `offset` (NBD_CMD_WRITE, split at the server's maximum payload and 32 MiB;
+   * the pieces pipeline). The range must be aligned to blockSize.minimum or end at the export's
+   * end. `data` must stay unchanged until the promise settles: it is sent from where it lies.
+   */
+  async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
+    this.checkWritable('write', offset, data.length);
+    const max = Math.min(this.blockSize.maximum, MAX_READ_REQUEST);
+    const step = Math.max(max - (max % this.blockSize.minimum), this.blockSize.minimum);
+    const flags = opts.fua === true && this.canFua ? NBD_CMD_FLAG_FUA : 0;
+    const pieces: Array<Promise<unknown>> = [];
+    for (let p = 0; p < data.length; p += step) {
+      const piece = data.subarray(p, Math.min(p + step, data.length));
+      pieces.push(this.command('write', NBD_CMD_WRITE, flags, offset + p, piece.length, piece, opts.signal));
+    }
+    await settleAll(pieces);
+  }
+
+  /**
+   * Makes [offset, offset+length) read as zeros: NBD_CMD_WRITE_ZEROES when the server offers
+   * it (it may punch a hole unless `noHole`; proto.md "NBD_CMD_WRITE_ZEROES"), else NBD_CMD_WRITE
+   * of zero buffers. Same alignment rule as write().
+   */
+  async writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
+    this.checkWritable('write zeroes', offset, length);
+    const fua = opts.fua === true && this.canFua ? NBD_CMD_FLAG_FUA : 0;
+    const pieces: Array<Promise<unknown>> = [];
+    const min = this.blockSize.minimum;
+    if (this.canWriteZeroes) {
+      const step = MAX_WRITE_ZEROES_REQUEST - (MAX_WRITE_ZEROES_REQUEST % min);
+      const flags = fua | (opts.noHole === true ? NBD_CMD_FLAG_NO_HOLE : 0);
+      for (let p = offset; p < offset + length; p += step) {
+        pieces.push(this.command('write zeroes', NBD_CMD_WRITE_ZEROES, flags, p, Math.min(step, offset + length - p), null, opts.signal));
+      }
+    } else {
+      const max = Math.min(this.blockSize.maximum, ZERO_BUFFER.length);
+      const step = Math.max(max - (max % min), min);
+      for (let p = offset; p < offset + length; p += step) {
+        const n = Math.min(step, offset + length - p);
+        const zeros = n <= ZERO_BUFFER.length ? ZERO_BUFFER.subarray(0, n) : Buffer.alloc(n);
+        pieces.push(this.command('write zeroes', NBD_CMD_WRITE, fua, p, n, zeros, opts.signal));
+      }
+    }
+    await settleAll(pieces);
+  }
+
+  /**
+   * NBD_CMD_FLUSH once every request sent so far has been answered (the spec's flush covers
+   * only completed writes: proto.md "NBD_CMD_FLUSH"). A no-op when the server does not offer it.
+   */
+  async flush(opts: RequestOptions = {}): Promise<void> {
+    await this.tx.whenIdle();
+    if (!this.canFlush) return;
+    await this.command('flush', NBD_CMD_FLUSH, 0, 0, 0, null, opts.signal);
+  }
+
+  /**
    * Waits for everything in flight (bounded by requestTimeoutMs), sends NBD_CMD_DISC and closes
    * the socket. Idempotent. Aborting `signal` stops waiting: the connection is dropped at once.
    */
@@ -295,6 +382,47 @@ export class NbdClient {
         `${what} of ${this.where}: range [${offset}, ${offset + length}) runs past the end of the export (${this.size} bytes)`,
       );
     }
+  }
+
+  private checkWritable(what: string, offset: number, length: number): void {
+    this.validateRange(what, offset, length);
+    if (this.readOnly) {
+      throw new PullbackError('NBD_INVALID_ARGUMENT', `${what} of ${this.where}: the export is read-only (NBD_FLAG_READ_ONLY)`);
+    }
+    const min = this.blockSize.minimum;
+    if (offset % min !== 0 || (length % min !== 0 && offset + length !== this.size)) {
+      throw new PullbackError(
+        'NBD_INVALID_ARGUMENT',
+        `${what} of ${this.where}: offset ${offset} and length ${length} must be multiples of the server's minimum block size (${min} bytes)`,
+      );
+    }
+  }
+
+  /** One request with no reply payload (WRITE, WRITE_ZEROES, FLUSH); `signal` abandons it. */
+  private command(
+    what: string,
+    type: number,
+    flags: number,
+    offset: number,
+    length: number,
+    payload: Buffer | null,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => this.tx.abandon(req, this.abortError(what, offset, length, signal));
+      const req = new NbdRequest(type, flags, offset, length, null, 0, (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err !== null) reject(err);
+        else resolve();
+      });
+      req.payload = payload;
+      if (signal?.aborted === true) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.tx.submit(req);
+    });
   }
 
   private readAligned(dest: Buffer, destPos: number, offset: number, length: number, signal: AbortSignal | undefined): Promise<void> {
@@ -380,4 +508,11 @@ export class NbdClient {
       this.tx.submit(req);
     });
   }
+}
+
+/** Waits for every piece; rejects with the first failure (in request order) once all settled. */
+async function settleAll(pieces: Array<Promise<unknown>>): Promise<void> {
+  const results = await Promise.allSettled(pieces);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }

@@ -1,6 +1,6 @@
 // One transmission-phase request in our bookkeeping: what was asked (command, offset,
 // length), where read data goes, what the reply has delivered so far, and how to report
-// the outcome. A request is *queued* (waiting for an in-flight slot), *in flight* (sent,
+// the outcome (and, for NBD_CMD_WRITE, the payload sent after the header). A request is *queued* (waiting for an in-flight slot), *in flight* (sent,
 // matched to replies by its cookie) or *settled*. An *abandoned* request was settled early
 // (its caller gave up) but stays in flight until the server's reply ends, with its payload
 // discarded, because NBD has no way to cancel a request.
@@ -20,6 +20,8 @@ export class NbdRequest {
   status: Map<number, BlockStatusChunk> | null = null;
   /** Error chunks received (the request fails at its final chunk). */
   errors: ErrorChunk[] | null = null;
+  /** WRITE: the data sent right after the header (`length` bytes). */
+  payload: Buffer | null = null;
 
   constructor(
     readonly type: number,

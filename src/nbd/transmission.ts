@@ -179,6 +179,14 @@ export class Transmission implements ReplyHandler {
     if (this.outboxUsed + REQUEST_HEADER_SIZE > this.outbox.length) this.flush();
     writeRequest(this.outbox, this.outboxUsed, req.flags, req.type, cookie, req.offset, req.length);
     this.outboxUsed += REQUEST_HEADER_SIZE;
+    if (req.payload !== null) {
+      // NBD_CMD_WRITE: the data follows its header directly on the wire (proto.md "Request
+      // message"), so the headers gathered so far go out now, then the payload. The socket
+      // keeps a reference to it until written; the caller keeps it unchanged until the reply.
+      this.flush();
+      this.transport.write(req.payload);
+      req.payload = null;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushCallback);

@@ -9,4 +9,5 @@ export {
 export { resolveBackupSpec } from './backup-spec.js';
 export { defineRestoredDomain, checkDefinable, type DefineResult } from './define.js';
 export { planDisk, type DiskPlan, type ByteRange } from './plan.js';
+export { isNbdUri } from './nbd-output.js';
 export type { ImageFormat } from './write-disk.js';

@@ -9,7 +9,8 @@
 // All or nothing: every disk is written under a temporary name, flushed and (with `verify`)
 // re-read; only when all disks succeeded are they renamed into place. On failure the
 // temporaries are removed, an output directory this run created is removed if empty, and
-// existing files stay as they were. Block devices are written in place (see output.ts).
+// existing files stay as they were. Block devices and NBD exports are written in place (see
+// output.ts, nbd-output.ts).
 // A shared repository lock is held throughout, so prune/repair cannot remove chunks under us.
 import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -18,11 +19,12 @@ import type { Repository } from '../store/index.js';
 import { layout } from '../store/layout.js';
 import { freeBytes } from '../store/no-space.js';
 import { formatMiB } from '../units.js';
+import { isNbdUri, NbdOutput } from './nbd-output.js';
 import { checkOutput, OutputTarget, type OutputCheck } from './output.js';
 import { planDisk } from './plan.js';
 import { verifyDisk } from './verify.js';
 import { RestorePool } from './worker-pool.js';
-import { outputSize, writeDisk, type ImageFormat } from './write-disk.js';
+import { outputSize, writeDisk, type ImageFormat, type WriteTarget } from './write-disk.js';
 
 export interface RestoreProgressEvent {
   disk: string;
@@ -36,7 +38,8 @@ export interface RestoreOptions {
   /**
    * Disks to restore (default: all disks of the backup). With exactly one disk, `output` is
    * the file (or block device) to write; otherwise it is a directory that receives
-   * `<disk>.<format>` per disk (created if missing).
+   * `<disk>.<format>` per disk (created if missing). An NBD URI (nbd://, nbd+unix://) names
+   * an export that receives one disk in raw format, written in place.
    */
   disks?: string[];
   output: string;
@@ -60,7 +63,7 @@ export interface RestoredDisk {
   name: string;
   /** Virtual size, bytes. */
   size: number;
-  /** Absolute path of the output. */
+  /** Absolute path of the output, or the NBD URI. */
   path: string;
   format: ImageFormat;
   bytesWritten: number;
@@ -108,8 +111,18 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
     }
   }
 
-  const single = opts.disks?.length === 1;
-  const outDir = resolve(opts.output);
+  const toNbd = isNbdUri(opts.output);
+  if (toNbd) {
+    NbdOutput.target(opts.output); // a malformed URI fails before any work
+    if (names.length !== 1) {
+      throw new PullbackError('USAGE', `an NBD export receives one disk, and backup ${record.id} has ${names.length}: pick one with --disk`);
+    }
+    if (opts.format !== 'raw') {
+      throw new PullbackError('USAGE', 'an NBD export takes raw data (its server decides the image format): restore with --format raw');
+    }
+  }
+  const single = opts.disks?.length === 1 || toNbd;
+  const outDir = toNbd ? opts.output : resolve(opts.output);
   let createdDir = false;
   if (!single) {
     for (const n of names) {
@@ -119,12 +132,12 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
   }
   const pathOf = (n: string): string => (single ? outDir : join(outDir, `${n}.${opts.format}`));
 
-  const targets: OutputTarget[] = [];
+  const targets: WriteTarget[] = [];
   const results: RestoredDisk[] = [];
   let lock: Awaited<ReturnType<Repository['lock']>> | undefined;
   let pool: RestorePool | undefined;
   try {
-    const checks: OutputCheck[] = names.map((n) => checkOutput(pathOf(n), opts.force === true, n));
+    const checks: OutputCheck[] = toNbd ? [] : names.map((n) => checkOutput(pathOf(n), opts.force === true, n));
     // Workers boot (a V8 isolate and their modules each) while this thread takes the lock and
     // resolves the first chunk map.
     pool = new RestorePool({ chunksDir: layout(repo.dir).chunks, chunkSize: repo.config.chunkSize, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
@@ -134,7 +147,9 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
       opts.signal?.throwIfAborted();
       const t0 = performance.now();
       const plan = planDisk(repo.resolveChunkMap(record.id, name));
-      const target = OutputTarget.open(checks[k] as OutputCheck, outputSize(plan, opts.format), name, opts.directIo !== false);
+      const target = toNbd
+        ? await NbdOutput.open(opts.output, plan.size, name, opts.signal)
+        : OutputTarget.open(checks[k] as OutputCheck, outputSize(plan, opts.format), name, opts.directIo !== false);
       targets.push(target);
       // A file gets at least the disk's data (sparse raw; qcow2 adds its metadata): fail now
       // rather than after writing what fits.
@@ -149,8 +164,14 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
       const progress = (phase: RestoreProgressEvent['phase']) => (bytesDone: number, bytesTotal: number) =>
         opts.onProgress?.({ disk: name, phase, bytesDone, bytesTotal });
       const w = await writeDisk(plan, opts.format, target, { ...common, repoDir: repo.dir, onProgress: progress('write') });
-      target.flush();
-      if (opts.verify === true) await verifyDisk(plan, opts.format, target, { ...common, onProgress: progress('verify') });
+      if (target instanceof NbdOutput) {
+        if (opts.verify === true) {
+          await target.verify(plan, `verifying disk ${name} of backup ${record.id} at ${target.path}`, opts.signal, progress('verify'));
+        }
+      } else {
+        target.flush();
+        if (opts.verify === true) await verifyDisk(plan, opts.format, target, { ...common, onProgress: progress('verify') });
+      }
       results.push({
         name,
         size: plan.size,
@@ -165,7 +186,13 @@ export async function restoreBackup(repo: Repository, opts: RestoreOptions): Pro
   } catch (e) {
     for (const t of targets) await t.discard();
     if (createdDir) await rmdir(outDir).catch(() => undefined);
-    throw abortAware(e, opts.signal);
+    const err = abortAware(e, opts.signal);
+    // An export cannot be rolled back: say that it may now hold part of the backup.
+    const written = targets.find((t): t is NbdOutput => t instanceof NbdOutput);
+    if (written !== undefined && err instanceof PullbackError) {
+      throw new PullbackError(err.code, `${err.message} (NBD export ${written.path} may be partly written)`, { cause: err.cause ?? err });
+    }
+    throw err;
   } finally {
     await pool?.close();
     await lock?.release();

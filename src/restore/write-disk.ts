@@ -13,11 +13,13 @@
 // spin on the file's inode lock.
 // Zero ranges cost nothing on a file (its holes read as zeros, and a qcow2 image leaves them
 // unallocated) and are written as zeros, from the slab's zero region, on a block device in raw
-// format.
+// format. An NBD export (nbd-output.ts) gets one NBD_CMD_WRITE per chunk straight from its
+// slot, NBD_WRITES in flight, and NBD_CMD_WRITE_ZEROES for zero ranges (it may hold old data).
 import { fdatasync, writev } from 'node:fs';
 import { promisify } from 'node:util';
 import { PullbackError, type ErrorCode } from '../errors.js';
 import { toHex } from '../store/hash.js';
+import { NBD_WRITES, NbdOutput } from './nbd-output.js';
 import type { OutputTarget } from './output.js';
 import { splitRanges, type DiskPlan } from './plan.js';
 import { dataChunkOffset, headerCluster, l1Cluster, l2Tables, qcow2Layout, refcountBlock, refcountTableCluster, CLUSTER_SIZE } from './qcow2-layout.js';
@@ -88,12 +90,18 @@ export function outputSize(plan: DiskPlan, format: ImageFormat): number {
   return format === 'raw' ? plan.size : qcow2Layout(plan).fileSize;
 }
 
-export async function writeDisk(plan: DiskPlan, format: ImageFormat, target: OutputTarget, ctx: WriteContext): Promise<DiskWriteResult> {
-  const zeroFill = format === 'raw' && target.kind === 'device';
+/** Where a disk is written: a file or block device, or an NBD export (raw only). */
+export type WriteTarget = OutputTarget | NbdOutput;
+
+export async function writeDisk(plan: DiskPlan, format: ImageFormat, target: WriteTarget, ctx: WriteContext): Promise<DiskWriteResult> {
+  if (target instanceof NbdOutput && format !== 'raw') {
+    throw new PullbackError('USAGE', `an NBD export takes raw data (its server decides the image format): restore disk ${plan.disk} with --format raw`);
+  }
+  const zeroFill = format === 'raw' && target.kind !== 'file';
   const total = plan.dataBytes + (zeroFill ? plan.zeroBytes : 0);
   let metaBytes = 0;
   let place: (rank: number, index: number) => number = (_r, i) => i * plan.chunkSize;
-  if (format === 'qcow2') {
+  if (format === 'qcow2' && !(target instanceof NbdOutput)) {
     const layout = qcow2Layout(plan);
     metaBytes = await writeQcow2Metadata(target, layout, plan.data);
     place = (rank) => dataChunkOffset(layout, rank);
@@ -132,7 +140,7 @@ function* plannedInOrder(plan: DiskPlan, place: (rank: number, index: number) =>
  */
 function writeInOrder(
   planned: Iterator<Planned>,
-  target: OutputTarget,
+  target: WriteTarget,
   ctx: WriteContext,
   onWritten: (bytesDone: number) => void,
   plan: DiskPlan,
@@ -150,7 +158,8 @@ function writeInOrder(
     let writing = 0;
     let syncing = false;
     let sinceSync = 0;
-    let direct = target.directFd !== undefined;
+    const nbd = target instanceof NbdOutput ? target.client : undefined;
+    let direct = !(target instanceof NbdOutput) && target.directFd !== undefined;
     let bytes = 0;
     let chunks = 0;
     let failure: Error | undefined;
@@ -215,7 +224,7 @@ function writeInOrder(
     const aligned = (q: Queued): boolean => q.at % ALIGN === 0 && q.length % ALIGN === 0;
 
     const startWrites = (): void => {
-      while (failure === undefined && writing < (direct ? DIRECT_WRITES : 1)) {
+      while (failure === undefined && writing < (nbd !== undefined ? NBD_WRITES : direct ? DIRECT_WRITES : 1)) {
         if (!startWrite()) return;
       }
     };
@@ -229,7 +238,8 @@ function writeInOrder(
       const bufs: Buffer[] = first.slot >= 0 ? [slotView(slab, first.slot, first.length)] : zeroViews(slab, first.length);
       let end = first.at + first.length;
       let length = first.length;
-      for (let j = head + 1; j < queue.length; j++) {
+      // NBD: one request per chunk or zero piece (the server splits nothing; requests pipeline).
+      for (let j = head + 1; nbd === undefined && j < queue.length; j++) {
         const q = queue[j] as Queued;
         if (!q.ready || q.at !== end || length + q.length > MAX_WRITE) break;
         if (direct && aligned(q) !== viaDirect) break;
@@ -246,7 +256,14 @@ function writeInOrder(
         head = 0;
       }
       writing++;
-      writeAll(bufs, first.at, viaDirect).then(
+      const call = ctx.signal === undefined ? {} : { signal: ctx.signal };
+      const written =
+        nbd === undefined
+          ? writeAll(bufs, first.at, viaDirect)
+          : first.slot >= 0
+            ? nbd.write(first.at, slotView(slab, first.slot, first.length), call)
+            : nbd.writeZeroes(first.at, first.length, call);
+      written.then(
         () => {
           writing--;
           for (const q of run) {
@@ -274,6 +291,7 @@ function writeInOrder(
       let rest = bufs;
       let pos = position;
       let useDirect = viaDirect;
+      if (target instanceof NbdOutput) throw new PullbackError('INTERNAL', 'writeAll called for an NBD export');
       while (rest.length > 0) {
         let n: number;
         try {
@@ -295,7 +313,7 @@ function writeInOrder(
 
     /** Page-cache writes: start writeback early, one fdatasync at a time. */
     const startSync = (): void => {
-      if (syncing || failure !== undefined || sinceSync < SYNC_EVERY) return;
+      if (syncing || failure !== undefined || sinceSync < SYNC_EVERY || target instanceof NbdOutput) return;
       syncing = true;
       sinceSync = 0;
       fdatasyncP(target.fd).then(
@@ -363,12 +381,12 @@ const CAUSE: Record<JobError['kind'], ErrorCode> = {
   mismatch: 'RESTORE_FAILED',
 };
 
-function writeError(e: unknown, tag: Tag, plan: DiskPlan, target: OutputTarget, ctx: WriteContext): PullbackError {
+function writeError(e: unknown, tag: Tag, plan: DiskPlan, target: WriteTarget, ctx: WriteContext): PullbackError {
   const errno = (e as NodeJS.ErrnoException).code ?? '';
   return loadError({ type: 'error', job: 0, kind: 'output-io', message: (e as Error).message ?? String(e), errno }, tag, plan, target, ctx);
 }
 
-function loadError(reply: JobError, tag: Tag, plan: DiskPlan, target: OutputTarget, ctx: WriteContext): PullbackError {
+function loadError(reply: JobError, tag: Tag, plan: DiskPlan, target: WriteTarget, ctx: WriteContext): PullbackError {
   const cause = new PullbackError(CAUSE[reply.kind], reply.message, reply.errno === '' ? {} : { cause: Object.assign(new Error(reply.message), { code: reply.errno }) });
   const where = `restoring backup ${ctx.backupId} disk ${plan.disk}`;
   if (tag.kind === 'zero') {

@@ -65,17 +65,25 @@ function server(socketPath: string, exportName: string, stop: () => Promise<void
   return { target, uri: formatNbdUri(target), stop };
 }
 
-/** qemu-nbd on a unix socket; `--fork` returns once it is listening. Read-only, shared. */
+/** qemu-nbd on a unix socket; `--fork` returns once it is listening. Read-only unless `writable`; shared. */
 export async function startQemuNbd(
   dir: string,
   image: string,
-  opts: { format: 'raw' | 'qcow2'; bitmap?: string; allocationDepth?: boolean; exportName?: string; name?: string; tcpPort?: number },
+  opts: {
+    format: 'raw' | 'qcow2';
+    bitmap?: string;
+    allocationDepth?: boolean;
+    exportName?: string;
+    name?: string;
+    tcpPort?: number;
+    writable?: boolean;
+  },
 ): Promise<RunningServer> {
   const name = opts.name ?? 'qemu-nbd';
   const sock = join(dir, `${name}.sock`);
   const pidFile = join(dir, `${name}.pid`);
   // -t: keep serving after the last client leaves (tests connect many times).
-  const args = ['-r', '-t', '-e', '0', '-f', opts.format, '--fork', '--pid-file', pidFile];
+  const args = [...(opts.writable === true ? [] : ['-r']), '-t', '-e', '0', '-f', opts.format, '--fork', '--pid-file', pidFile];
   if (opts.exportName !== undefined) args.push('-x', opts.exportName);
   if (opts.tcpPort !== undefined) args.push('-b', '127.0.0.1', '-p', String(opts.tcpPort));
   else args.push('-k', sock);

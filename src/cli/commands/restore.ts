@@ -28,7 +28,7 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption('--domain <name>', 'domain whose backup to restore')
     .option('--backup <id>', 'backup id, or latest', 'latest')
     .option('--disk <target>', 'restore only this disk; --output is then the image path')
-    .requiredOption('--output <path>', 'directory (all disks) or image path / block device (--disk)')
+    .requiredOption('--output <path>', 'directory (all disks) or image path / block device (--disk), or an NBD export (nbd://HOST[:PORT]/NAME, nbd+unix:///NAME?socket=PATH; raw, one disk)')
     .option('--format <format>', 'raw | qcow2', 'raw')
     .option('--define <newname>', 'define a new libvirt domain on the restored images (new UUID and MACs)')
     .option('--connect <uri>', 'libvirt URI for --define (default: $LIBVIRT_DEFAULT_URI or qemu:///system)')
@@ -37,7 +37,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--workers <n>', 'worker threads (default: one per core)')
     .option('--json', 'print one JSON summary at the end')
     .action(async (opts: RestoreOpts) => {
-      const [{ VirshLibvirt }, { checkDefinable, defineRestoredDomain, resolveBackupSpec, restoreBackup }, { Repository }, { diskProgress, formatBytes }] =
+      const [{ VirshLibvirt }, { checkDefinable, defineRestoredDomain, isNbdUri, resolveBackupSpec, restoreBackup }, { Repository }, { diskProgress, formatBytes }] =
         await Promise.all([
           import('../../libvirt/virsh.js'),
           import('../../restore/index.js'),
@@ -56,6 +56,15 @@ export function register(program: Command, ctx: CliContext): void {
       let defined: string | null = null;
       try {
         const record = resolveBackupSpec(repo, opts.domain, opts.backup);
+        if (isNbdUri(opts.output)) {
+          if (opts.define !== undefined) {
+            throw new UsageError('--define needs the disks restored into image files or block devices, not into an NBD export');
+          }
+          if (opts.format !== 'raw') throw new UsageError('an NBD export takes raw data (its server decides the image format): use --format raw');
+          if (opts.disk === undefined && record.disks.length > 1) {
+            throw new UsageError(`an NBD export receives one disk, and backup ${record.id} has ${record.disks.length}: pick one with --disk`);
+          }
+        }
         const libvirt = opts.define === undefined ? undefined : new VirshLibvirt(opts.connect === undefined ? {} : { uri: opts.connect });
         if (libvirt !== undefined && opts.define !== undefined) {
           if (opts.disk !== undefined && record.disks.length > 1) {

@@ -1,0 +1,137 @@
+// A restore target that is an NBD export (`nbd://HOST[:PORT]/EXPORT`,
+// `nbd+unix:///EXPORT?socket=PATH`): e.g. a qemu-nbd or qemu-storage-daemon export of a new
+// VM's volume, or storage on another host. Terms:
+//   export   the server's disk; raw bytes only (the server decides the image format), so only
+//            `--format raw` restores into one
+//   in place there is no temporary name and no rename: the export is written directly, as a
+//            block device is; a failed restore leaves it partly written (and says so)
+// The export may hold old data, so every range the backup has as zeros is written as zeros
+// (NBD_CMD_WRITE_ZEROES, letting the server punch holes: proto.md "NBD_CMD_WRITE_ZEROES"
+// guarantees they read back as zeros). The export must be at least the disk's size; bytes
+// beyond it are left as they are. After the last write, NBD_CMD_FLUSH (when offered) makes
+// the data durable before the restore reports success.
+import { PullbackError, isPullbackError } from '../errors.js';
+import { NbdClient, parseNbdUri, type NbdTarget } from '../nbd/index.js';
+import { KIND_DATA } from '../store/chunk-map.js';
+import { digestOf, isAllZero, toHex } from '../store/hash.js';
+import type { DiskPlan } from './plan.js';
+
+/** Output strings that name an NBD export rather than a path. */
+export function isNbdUri(output: string): boolean {
+  return /^nbds?(\+unix)?:\/\//.test(output);
+}
+
+/** Writes in flight on the connection: enough to hide the round trip. */
+export const NBD_WRITES = 8;
+
+export class NbdOutput {
+  readonly kind = 'nbd' as const;
+  private closed = false;
+
+  private constructor(
+    /** The URI as given, for messages. */
+    readonly path: string,
+    readonly client: NbdClient,
+  ) {}
+
+  /** Same as `path`: an export has no temporary name. */
+  get writePath(): string {
+    return this.path;
+  }
+
+  /** Parses the URI only (no connection): usage errors come before any work. */
+  static target(uri: string): NbdTarget {
+    return parseNbdUri(uri);
+  }
+
+  /** Connects and checks that the export can take a disk of `size` bytes. */
+  static async open(uri: string, size: number, disk: string, signal?: AbortSignal): Promise<NbdOutput> {
+    let client: NbdClient;
+    try {
+      client = await NbdClient.connect(parseNbdUri(uri), signal === undefined ? {} : { signal });
+    } catch (e) {
+      if (isPullbackError(e, 'NBD_URI') || isPullbackError(e, 'ABORTED')) throw e;
+      throw new PullbackError('RESTORE_FAILED', `cannot restore disk ${disk} to NBD export ${uri}: ${(e as Error).message}`, { cause: e });
+    }
+    const out = new NbdOutput(uri, client);
+    try {
+      if (client.readOnly) {
+        throw new PullbackError('RESTORE_FAILED', `cannot restore disk ${disk} to NBD export ${uri}: the server exports it read-only`);
+      }
+      if (client.size < size) {
+        throw new PullbackError(
+          'RESTORE_FAILED',
+          `NBD export ${uri} holds ${client.size} bytes, too small for disk ${disk} (${size} bytes needed)`,
+        );
+      }
+    } catch (e) {
+      await out.close();
+      throw e;
+    }
+    return out;
+  }
+
+  /** Data reaches stable storage (NBD_CMD_FLUSH), then the connection is closed. */
+  async commit(): Promise<void> {
+    try {
+      await this.client.flush();
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** A failed restore: the export stays partly written; only the connection is closed. */
+  async discard(): Promise<void> {
+    await this.close();
+  }
+
+  private async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.client.close().catch(() => undefined);
+  }
+
+  /**
+   * `--verify`: reads the disk's range of the export back and compares every data chunk with
+   * its digest and every zero range with zeros. Returns the bytes read.
+   */
+  async verify(plan: DiskPlan, where: string, signal?: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<number> {
+    let done = 0;
+    const pieces = verifyPieces(plan);
+    const next = (): Piece | undefined => {
+      const r = pieces.next();
+      return r.done === true ? undefined : r.value;
+    };
+    const reader = async (): Promise<void> => {
+      for (let p = next(); p !== undefined; p = next()) {
+        signal?.throwIfAborted();
+        const got = await this.client.read(p.offset, p.length, signal === undefined ? {} : { signal });
+        if (p.hex === undefined ? !isAllZero(got) : toHex(digestOf(got)) !== p.hex) {
+          const what = p.hex === undefined ? `bytes ${p.offset}..${p.offset + p.length - 1}, which the backup has as zeros,` : `chunk at byte offset ${p.offset}`;
+          throw new PullbackError('RESTORE_FAILED', `${where}: ${what} read back different from the backup`);
+        }
+        done += p.length;
+        onProgress?.(done, plan.size);
+      }
+    };
+    await Promise.all(Array.from({ length: NBD_WRITES }, reader));
+    return done;
+  }
+}
+
+interface Piece {
+  offset: number;
+  length: number;
+  /** The chunk's digest; undefined for zeros. */
+  hex?: string;
+}
+
+/** Every data chunk and every zero range (in pieces of one chunk), in guest order. */
+function* verifyPieces(plan: DiskPlan): Generator<Piece> {
+  for (let index = 0; index < plan.map.count; index++) {
+    const offset = index * plan.chunkSize;
+    const length = plan.map.lengthOf(index);
+    if (plan.map.kindAt(index) === KIND_DATA) yield { offset, length, hex: toHex(plan.map.digestAt(index)) };
+    else yield { offset, length };
+  }
+}
