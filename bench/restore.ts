@@ -3,7 +3,8 @@
 // as raw and as qcow2, each timed with /usr/bin/time (wall seconds, peak RSS of the whole
 // process including worker threads). Reference: `qemu-img convert` of the restored raw file
 // (the same content) to raw and to qcow2. Every timed command ends with its output durable
-// (restore fsyncs; the qemu-img runs are followed by `sync FILE` inside the timing).
+// (restore fsyncs; the qemu-img runs are followed by `sync FILE` inside the timing). Into an
+// NBD export (qemu-nbd on a new raw file), the reference is nbdcopy of the restored raw file.
 // Before each timed command, `sync` (untimed) flushes what earlier steps wrote.
 // Byte-identity: sha256 of the raw restore = sha256 of the qcow2 restore read back through
 // qemu-img = sha256 of qemu-img's copies. Page cache is warm for all (the repository was just
@@ -174,11 +175,29 @@ try {
   const cRaw = timedShell(`qemu-img convert -f raw -O raw -S 4k ${raw} ${ref} && sync ${ref}`, ref);
   const cQcow = timedShell(`qemu-img convert -f raw -O qcow2 -S 4k ${raw} ${refQ} && sync ${refQ}`, refQ);
 
+  // Into an NBD export: qemu-nbd serving a new sparse raw file, started and stopped inside the
+  // timing for both (the same overhead); reference: nbdcopy of the restored raw file into the
+  // same kind of export, --flush so both end with NBD_CMD_FLUSH (restore always flushes).
+  const nbdFile = join(dir, 'nbd-export.raw');
+  const sock = join(dir, 'nbd.sock');
+  const pidFile = join(dir, 'nbd.pid');
+  const intoExport = (cmd: string): Timed =>
+    timedShell(
+      `truncate -s ${size} ${nbdFile} && qemu-nbd -t -f raw --fork --pid-file ${pidFile} -k ${sock} ${nbdFile} && ` +
+        `{ ${cmd}; rc=$?; p=$(cat ${pidFile}); kill $p; while kill -0 $p 2>/dev/null; do sleep 0.01; done; sync ${nbdFile}; exit $rc; }`,
+      nbdFile,
+    );
+  const uri = `nbd+unix:///?socket=${sock}`;
+  const wArgs = workers === '' ? '' : ` --workers ${workers}`;
+  const rNbd = intoExport(`${bin} restore --repo ${repoDir} --domain bench --backup ${last.id} --disk vda --output '${uri}' --json${wArgs} >/dev/null`);
+  const nbdSum = await sha256(nbdFile);
+  const cNbd = intoExport(`nbdcopy --flush ${raw} '${uri}'`);
+
   const back = join(dir, 'qcow2-read-back.raw');
   execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow, back]);
   execFileSync('qemu-img', ['check', '-q', '-f', 'qcow2', qcow]);
   const sums = { raw: await sha256(raw), qcow2: await sha256(back), ref: await sha256(ref) };
-  const identical = sums.raw === sums.qcow2 && sums.raw === sums.ref;
+  const identical = sums.raw === sums.qcow2 && sums.raw === sums.ref && sums.raw === nbdSum;
   const alloc = (p: string): string => `${((statSync(p).blocks * 512) / GiB).toFixed(2)} GiB allocated`;
 
   const line = (what: string, t: Timed, extra = ''): void =>
@@ -188,10 +207,17 @@ try {
   line('pullback restore (chain) -> raw', rRaw, `  ${alloc(raw)}`);
   line('pullback restore (chain) -> qcow2', rQcow, `  ${alloc(qcow)}`);
   line('pullback restore (full only) -> raw', rFull);
+  line('pullback restore (chain) -> NBD', rNbd);
   line('qemu-img convert raw -> raw', cRaw, `  ${alloc(ref)}`);
   line('qemu-img convert raw -> qcow2', cQcow, `  ${alloc(refQ)}`);
-  console.log(`restore/convert time: raw ${(rRaw.seconds / cRaw.seconds).toFixed(2)}x, qcow2 ${(rQcow.seconds / cQcow.seconds).toFixed(2)}x`);
-  console.log(`sha256 raw restore ${sums.raw}; qcow2 restore read back ${identical ? 'identical' : sums.qcow2}; qemu-img copy ${sums.ref === sums.raw ? 'identical' : sums.ref}`);
+  line('nbdcopy raw -> NBD', cNbd);
+  console.log(
+    `restore/reference time: raw ${(rRaw.seconds / cRaw.seconds).toFixed(2)}x, qcow2 ${(rQcow.seconds / cQcow.seconds).toFixed(2)}x, NBD ${(rNbd.seconds / cNbd.seconds).toFixed(2)}x`,
+  );
+  console.log(
+    `sha256 raw restore ${sums.raw}; qcow2 restore read back ${sums.qcow2 === sums.raw ? 'identical' : sums.qcow2}; ` +
+      `NBD export ${nbdSum === sums.raw ? 'identical' : nbdSum}; qemu-img copy ${sums.ref === sums.raw ? 'identical' : sums.ref}`,
+  );
   if (!identical) process.exitCode = 1;
 } finally {
   if (keep) console.log(`kept ${dir}`);
