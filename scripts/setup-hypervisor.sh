@@ -6,8 +6,8 @@ set -euo pipefail
 
 PKGS=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu
       libvirt-clients libnbd-bin nbdkit)
-# Extra tools used by tests and benchmarks (nbdsh for scripting, procps for pgrep).
-PKGS+=(procps)
+# Extra tools used by tests and benchmarks (procps for pgrep, faketime for a clock set wrong).
+PKGS+=(procps faketime)
 
 log() { printf 'setup-hypervisor: %s\n' "$*" >&2; }
 

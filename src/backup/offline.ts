@@ -64,13 +64,14 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
       (checkpoint === '' ? '; no valid checkpoint, so the next backup will be full' : `; next incremental from ${checkpoint}`),
   );
 
-  const id = newBackupId(new Date());
+  const time = repo.newBackupTime(domain);
+  const id = newBackupId(time);
   const parentId = decision.level === 'incremental' ? decision.parentId : null;
   const jobDir = await createJobDir(opts.scratchDir ?? DEFAULT_SCRATCH_DIR, id, currentOwner());
   let writer: BackupWriter | undefined;
   const exports: QemuNbdExport[] = [];
   try {
-    writer = await beginRecord(repo, { id, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
+    writer = await beginRecord(repo, { id, time, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
     const timings = await Promise.all(
       disks.map(async (d): Promise<{ name: string; seconds: number }> => {
         const incremental = decision.level === 'incremental' && d.incrementalCapable;

@@ -178,7 +178,8 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   const { domain, decision, disks, opts } = input;
   const { libvirt, repo } = input.deps;
   const log = opts.log ?? (() => undefined);
-  const id = newBackupId(new Date());
+  const time = repo.newBackupTime(domain);
+  const id = newBackupId(time);
   const checkpoint = `pullback.${id}`;
   const parentId = decision.level === 'incremental' ? decision.parentId : null;
   const bitmapDisks = disks.filter((d) => d.incrementalCapable);
@@ -197,7 +198,7 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
     const space = await scratchSpace(jobDir.path);
     const floor = opts.scratchFloorBytes ?? defaultScratchFloor(space.total);
     if (space.free < floor) throw scratchError(domain, jobDir.path, space.free, floor, false);
-    writer = await beginRecord(repo, { id, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
+    writer = await beginRecord(repo, { id, time, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
     // Export and bitmap names are ours to choose: knowing them, no backup-dumpxml is needed.
     const exportOf = (d: DiskPlan): { exportName: string; exportBitmap?: string } =>
       decision.level === 'incremental' && d.incrementalCapable ? { exportName: d.name, exportBitmap: `backup-${d.name}` } : { exportName: d.name };
@@ -324,7 +325,16 @@ function scratchError(domain: string, dir: string, free: number, floor: number, 
 /** Opens the repository record of a backup (status running). */
 export function beginRecord(
   repo: Repository,
-  r: { id: string; domain: string; level: 'full' | 'incremental'; parentId: string | null; checkpoint: string; disks: DiskPlan[]; domainXml: string },
+  r: {
+    id: string;
+    time: Date;
+    domain: string;
+    level: 'full' | 'incremental';
+    parentId: string | null;
+    checkpoint: string;
+    disks: DiskPlan[];
+    domainXml: string;
+  },
 ): Promise<BackupWriter> {
   return repo.beginBackup({ ...r, disks: r.disks.map((d) => ({ name: d.name, size: d.size })) });
 }

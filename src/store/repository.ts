@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { Decompressor } from 'zstd-napi';
 import { PullbackError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
-import { BACKUP_ID, newBackupId } from './backup-id.js';
+import { BACKUP_ID, backupTime, newBackupId } from './backup-id.js';
 import { Writer } from './backup-writer.js';
 import { chainOf, resolveChain } from './chain.js';
 import { runCheck, type CheckOptions } from './check.js';
@@ -380,13 +380,14 @@ export class Repository {
         throw new PullbackError('STORE_INVALID_ARGUMENT', `parent backup ${parent.id} is ${parent.status}; an incremental needs a complete parent`);
       }
     }
-    const time = opts.time ?? new Date();
     const lock = await this.lock('shared', `backup of domain ${opts.domain}`);
     try {
       const db = this.idb.db;
       const owner = JSON.stringify(currentOwner());
       const { id, disks } = db
         .transaction(() => {
+          // Inside the write transaction, so two backups of one domain cannot both read the same newest.
+          const time = opts.time ?? this.newBackupTime(opts.domain);
           const domainId = this.idb.domainId(opts.domain);
           let bid = opts.id ?? newBackupId(time);
           if (opts.id !== undefined && this.idb.backupRow(bid) !== undefined) {
@@ -423,6 +424,22 @@ export class Repository {
       const row = this.idb.backupRow(id);
       return row === undefined ? undefined : this.idb.record(row);
     });
+  }
+
+  /**
+   * The time to record for a new backup of `domain` (see backup-id.ts): the clock's, or just
+   * after the domain's newest backup when the clock reads earlier, with a warning.
+   */
+  newBackupTime(domain: string, now: Date = new Date()): Date {
+    const all = this.listBackups({ domain });
+    const { time, behind } = backupTime(now, all[all.length - 1]);
+    if (behind !== undefined) {
+      this.warn(
+        `the clock reads ${now.toISOString()}, earlier than backup ${behind.id} of domain ${domain} (${behind.time.toISOString()}); ` +
+          `this backup is recorded at ${time.toISOString()} so that it ranks after it. Check the host's clock (NTP)`,
+      );
+    }
+    return time;
   }
 
   latestComplete(domain: string): BackupRecord | undefined {

@@ -132,6 +132,44 @@ describe('backup recovery and errors', () => {
     expect(await restoredSha(json.backup.id, 'vda')).toBe(want);
   });
 
+  it('a host clock that ran a day ahead and was set back: new backups still rank after it, the chain goes on', async () => {
+    // libfaketime makes the pullback process (not libvirt) read the clock a day ahead.
+    const ahead = { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', FAKETIME: '+1d', FAKETIME_DONT_FAKE_MONOTONIC: '1' };
+    await dom.writeRandom('vda', 4 * MiB, MiB, 8);
+    const r = await runCli([...args(), '--json'], { env: ahead });
+    expect(r.code, r.stderr).toBe(0);
+    const future = (JSON.parse(r.stdout) as JsonBackup).backup;
+    type Listed = { id: string; time: string; level: string; parent: string | null };
+    const listed = async (): Promise<Listed[]> => JSON.parse((await runCli(['list', '--repo', repoDir, '--domain', dom.name, '--json'])).stdout) as Listed[];
+    const futureTime = Date.parse((await listed()).find((b) => b.id === future.id)?.time ?? '');
+    expect(futureTime).toBeGreaterThan(Date.now() + 23 * 3600_000);
+
+    await dom.writeRandom('vda', 6 * MiB, MiB, 9);
+    const { json: back, stderr } = await backupJson();
+    expect(stderr).toMatch(new RegExp(`the clock reads \\S+, earlier than backup ${future.id} of domain ${dom.name} \\(.*\\); this backup is recorded at \\S+ so that it ranks after it`));
+    expect(back.backup.level).toBe('incremental');
+    expect(back.backup.parent).toBe(future.id);
+
+    await dom.writeRandom('vda', 8 * MiB, MiB, 10);
+    const want = await dom.referenceSha256('vda');
+    const { json: again } = await backupJson();
+    // Ranked by the clock alone, the future-dated backup would stay "latest": its checkpoint
+    // was deleted after the previous backup, so this one would be a full.
+    expect(again.backup.level).toBe('incremental');
+    expect(again.backup.parent).toBe(back.backup.id);
+    expect(again.backup.disks[0]?.bytesRead).toBe(MiB);
+    const list = await listed();
+    expect(list.slice(-3).map((b) => b.id)).toEqual([future.id, back.backup.id, again.backup.id]);
+    expect(Date.parse((list.at(-1) as Listed).time)).toBeGreaterThan(futureTime);
+
+    const latest = join(work, 'latest.raw');
+    const restored = await runCli(['restore', '--repo', repoDir, '--domain', dom.name, '--backup', 'latest', '--disk', 'vda', '--output', latest, '--format', 'raw']);
+    expect(restored.stdout).toContain(`restored backup ${again.backup.id}`);
+    expect(await sha256File(latest)).toBe(want);
+    const check = await runCli(['check', '--repo', repoDir]);
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+  });
+
   it('a base whose bitmap vanished: --level incremental says why; auto takes a full and drops the broken checkpoint', async () => {
     const { json: base } = await backupJson();
     const cp = base.backup.checkpoint;
