@@ -23,7 +23,7 @@ interface RestoreOpts {
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('restore')
-    .description('restore a backup: every disk into a directory, or one disk (--disk) into a file or block device')
+    .description('restore a backup: every disk into a directory, or one disk (--disk) into a file, block device or NBD export')
     .option('--repo <dir>', 'repository directory (default: $PULLBACK_REPO)')
     .requiredOption('--domain <name>', 'domain whose backup to restore')
     .option('--backup <id>', 'backup id, or latest', 'latest')
