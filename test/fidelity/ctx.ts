@@ -16,6 +16,8 @@ import type { World } from './world.js';
 export interface Stats {
   steps: number;
   restores: number;
+  /** Of which into an NBD export (disk by disk). */
+  nbdRestores: number;
   disksCompared: number;
   backups: number;
   kills: number;
@@ -45,5 +47,5 @@ export function isPowered(ctx: Ctx, dom: TestDomain): boolean {
 }
 
 export function newStats(): Stats {
-  return { steps: 0, restores: 0, disksCompared: 0, backups: 0, kills: 0, writes: 0 };
+  return { steps: 0, restores: 0, nbdRestores: 0, disksCompared: 0, backups: 0, kills: 0, writes: 0 };
 }

@@ -20,6 +20,7 @@ describe('fidelity: random steps, every retained backup restores exactly', () =>
       const r = await runFidelity({ seed, steps, libvirtdRestarts });
       expect(r.stats.steps).toBe(steps);
       expect(r.stats.restores).toBeGreaterThan(0);
+      expect(r.stats.nbdRestores).toBeGreaterThan(0);
     }, 20 * 60_000);
   }
 });

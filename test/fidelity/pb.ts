@@ -80,6 +80,10 @@ export class Pullback {
   restore(domain: string, id: string, output: string, format: 'raw' | 'qcow2'): Promise<CliResult> {
     return this.run(['restore', '--repo', this.repo, '--domain', domain, '--backup', id, '--output', output, '--format', format, '--json']);
   }
+
+  restoreToNbd(domain: string, id: string, disk: string, uri: string): Promise<CliResult> {
+    return this.run(['restore', '--repo', this.repo, '--domain', domain, '--backup', id, '--disk', disk, '--output', uri, '--verify', '--json']);
+  }
 }
 
 /** One line for the step log / an error: exit code and the first line of stderr. */

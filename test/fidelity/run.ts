@@ -71,7 +71,7 @@ async function main(): Promise<number> {
   const totalText = a.get('total') ?? env['FIDELITY_TOTAL'];
   const totalEnd = totalText === undefined ? Infinity : Date.now() + parseDuration(totalText);
   const quiet = a.has('quiet');
-  const totals = { seeds: 0, failedSeeds: [] as number[], steps: 0, restores: 0, disksCompared: 0, backups: 0, kills: 0, writes: 0 };
+  const totals = { seeds: 0, failedSeeds: [] as number[], steps: 0, restores: 0, nbdRestores: 0, disksCompared: 0, backups: 0, kills: 0, writes: 0 };
   const started = Date.now();
   for (const seed of seeds) {
     if (Date.now() >= totalEnd || stopping) break;
@@ -90,7 +90,7 @@ async function main(): Promise<number> {
         ...(quiet ? {} : { onLog: (l: string) => console.log(l) }),
       });
       totals.seeds++;
-      for (const k of ['steps', 'restores', 'disksCompared', 'backups', 'kills', 'writes'] as const) totals[k] += r.stats[k];
+      for (const k of ['steps', 'restores', 'nbdRestores', 'disksCompared', 'backups', 'kills', 'writes'] as const) totals[k] += r.stats[k];
       console.log(JSON.stringify({ seed, ok: true, ...r.stats }));
     } catch (e) {
       totals.seeds++;

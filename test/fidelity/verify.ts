@@ -3,9 +3,12 @@
 // 2. `pullback list` holds every retained backup of the model as complete, no backup the
 //    model removed, and no complete backup the model does not know;
 // 3. sampled retained backups (always each domain's newest) restore byte-identical to their
-//    snapshots, in raw or qcow2 (converted back to raw with qemu-img to compare).
+//    snapshots, in raw or qcow2 (converted back to raw with qemu-img to compare), or disk by
+//    disk into a qemu-nbd export of a raw file full of random bytes (every zero range must be
+//    written over them).
 import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { sha256File } from '../helpers/domain.js';
@@ -20,6 +23,7 @@ export class FidelityViolation extends Error {}
 
 export interface VerifyStats {
   restores: number;
+  nbdRestores: number;
   disksCompared: number;
 }
 
@@ -74,6 +78,49 @@ export async function checkRestore(pb: Pullback, b: ModelBackup, dir: string, fo
   } finally {
     await rm(out, { recursive: true, force: true });
   }
+}
+
+/** Restores each disk of `b` into a qemu-nbd export of a file full of random bytes; compares the file. */
+export async function checkRestoreToNbd(pb: Pullback, b: ModelBackup, dir: string, stats: VerifyStats): Promise<void> {
+  for (const d of b.disks) {
+    const file = join(dir, `${b.id}-${d.target}.export.raw`);
+    const sock = join(dir, `${b.id}-${d.target}.export.sock`);
+    const pidFile = join(dir, `${b.id}-${d.target}.export.pid`);
+    await writeFile(file, randomBytes(d.size));
+    await execFileP('qemu-nbd', ['-t', '-f', 'raw', '--fork', '--pid-file', pidFile, '-k', sock, file]);
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    try {
+      const r = await pb.restoreToNbd(b.domain, b.id, d.target, `nbd+unix:///?socket=${sock}`);
+      if (r.code !== 0) throw new FidelityViolation(`restore of backup ${b.id} (${b.domain}, step ${b.step}, ${b.how}) disk ${d.target} into an NBD export failed: ${brief(r)}`);
+    } finally {
+      await stopPid(pid);
+    }
+    try {
+      stats.disksCompared++;
+      if ((await sha256File(file)) !== d.sha256) {
+        throw new FidelityViolation(
+          `backup ${b.id} (${b.domain}, step ${b.step}, ${b.how}) disk ${d.target} restores wrong data into an NBD export: ${await firstDifference(d.path, file)}`,
+        );
+      }
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+  stats.restores++;
+  stats.nbdRestores++;
+}
+
+async function stopPid(pid: number): Promise<void> {
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 500; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  process.kill(pid, 'SIGKILL');
 }
 
 /** Which retained backups to restore now: each domain's newest, plus `extra` others at random. */
