@@ -11,10 +11,9 @@
 // beyond it are left as they are. After the last write, NBD_CMD_FLUSH (when offered) makes
 // the data durable before the restore reports success.
 import { PullbackError, isPullbackError } from '../errors.js';
-import { NbdClient, parseNbdUri, type NbdTarget } from '../nbd/index.js';
-import { KIND_DATA } from '../store/chunk-map.js';
+import { BASE_ALLOCATION, NBD_STATE_ZERO, NbdClient, parseNbdUri, type NbdTarget } from '../nbd/index.js';
 import { digestOf, isAllZero, toHex } from '../store/hash.js';
-import type { DiskPlan } from './plan.js';
+import type { ByteRange, DiskPlan } from './plan.js';
 
 /** Output strings that name an NBD export rather than a path. */
 export function isNbdUri(output: string): boolean {
@@ -48,7 +47,12 @@ export class NbdOutput {
   static async open(uri: string, size: number, disk: string, signal?: AbortSignal): Promise<NbdOutput> {
     let client: NbdClient;
     try {
-      client = await NbdClient.connect(parseNbdUri(uri), signal === undefined ? {} : { signal });
+      // base:allocation lets --verify skip what the server reports as zeros; servers without
+      // it (or without structured replies) refuse the option, and are connected to plainly.
+      // One connection only: qemu-nbd serves a single client unless started with -e.
+      const connect = (metaContexts: string[]): Promise<NbdClient> =>
+        NbdClient.connect(parseNbdUri(uri), { metaContexts, ...(signal === undefined ? {} : { signal }) });
+      client = await connect([BASE_ALLOCATION]).catch((e: unknown) => (isPullbackError(e, 'NBD_OPTION') ? connect([]) : Promise.reject(e)));
     } catch (e) {
       if (isPullbackError(e, 'NBD_URI') || isPullbackError(e, 'ABORTED')) throw e;
       throw new PullbackError('RESTORE_FAILED', `cannot restore disk ${disk} to NBD export ${uri}: ${(e as Error).message}`, { cause: e });
@@ -92,23 +96,26 @@ export class NbdOutput {
   }
 
   /**
-   * `--verify`: reads the disk's range of the export back and compares every data chunk with
-   * its digest and every zero range with zeros. Returns the bytes read.
+   * `--verify`: reads the disk's range back and compares every data chunk with its digest and
+   * every zero range with zeros. Zero ranges the server reports as NBD_STATE_ZERO in
+   * `base:allocation` (proto.md "base:allocation": such blocks read as zeros) are not read:
+   * that is the same statement of the server as a hole in a read reply, and it keeps verifying
+   * a large sparse disk from reading every zero byte. Returns the bytes verified.
    */
   async verify(plan: DiskPlan, where: string, signal?: AbortSignal, onProgress?: (done: number, total: number) => void): Promise<number> {
     let done = 0;
-    const pieces = verifyPieces(plan);
-    const next = (): Piece | undefined => {
-      const r = pieces.next();
-      return r.done === true ? undefined : r.value;
-    };
+    const status = this.client.metaContexts.has(BASE_ALLOCATION) ? this.client : undefined;
+    const pieces = verifyPieces(plan, status, signal);
     const reader = async (): Promise<void> => {
-      for (let p = next(); p !== undefined; p = next()) {
+      for (let r = await pieces.next(); r.done !== true; r = await pieces.next()) {
+        const p = r.value;
         signal?.throwIfAborted();
-        const got = await this.client.read(p.offset, p.length, signal === undefined ? {} : { signal });
-        if (p.hex === undefined ? !isAllZero(got) : toHex(digestOf(got)) !== p.hex) {
-          const what = p.hex === undefined ? `bytes ${p.offset}..${p.offset + p.length - 1}, which the backup has as zeros,` : `chunk at byte offset ${p.offset}`;
-          throw new PullbackError('RESTORE_FAILED', `${where}: ${what} read back different from the backup`);
+        if (p.known !== true) {
+          const got = await this.client.read(p.offset, p.length, signal === undefined ? {} : { signal });
+          if (p.hex === undefined ? !isAllZero(got) : toHex(digestOf(got)) !== p.hex) {
+            const what = p.hex === undefined ? `bytes ${p.offset}..${p.offset + p.length - 1}, which the backup has as zeros,` : `chunk at byte offset ${p.offset}`;
+            throw new PullbackError('RESTORE_FAILED', `${where}: ${what} read back different from the backup`);
+          }
         }
         done += p.length;
         onProgress?.(done, plan.size);
@@ -124,14 +131,36 @@ interface Piece {
   length: number;
   /** The chunk's digest; undefined for zeros. */
   hex?: string;
+  /** Zeros the server already reported as such: nothing to read. */
+  known?: boolean;
 }
 
-/** Every data chunk and every zero range (in pieces of one chunk), in guest order. */
-function* verifyPieces(plan: DiskPlan): Generator<Piece> {
-  for (let index = 0; index < plan.map.count; index++) {
-    const offset = index * plan.chunkSize;
-    const length = plan.map.lengthOf(index);
-    if (plan.map.kindAt(index) === KIND_DATA) yield { offset, length, hex: toHex(plan.map.digestAt(index)) };
-    else yield { offset, length };
+/**
+ * Every data chunk, and every zero range in pieces of at most one chunk, in guest order.
+ * With `status`, the parts of zero ranges flagged NBD_STATE_ZERO come as one known piece.
+ */
+async function* verifyPieces(plan: DiskPlan, status: NbdClient | undefined, signal: AbortSignal | undefined): AsyncGenerator<Piece> {
+  let z = 0;
+  for (let rank = 0; rank <= plan.data.length; rank++) {
+    const index = plan.data[rank];
+    const offset = index === undefined ? plan.size : index * plan.chunkSize;
+    for (; z < plan.zeroRanges.length && (plan.zeroRanges[z] as ByteRange).offset < offset; z++) {
+      yield* zeroPieces(plan.zeroRanges[z] as ByteRange, plan.chunkSize, status, signal);
+    }
+    if (index !== undefined) yield { offset, length: plan.map.lengthOf(index), hex: toHex(plan.map.digestAt(index)) };
+  }
+}
+
+async function* zeroPieces(range: ByteRange, chunkSize: number, status: NbdClient | undefined, signal: AbortSignal | undefined): AsyncGenerator<Piece> {
+  const extents =
+    status === undefined
+      ? [{ offset: range.offset, length: range.length, flags: 0 }]
+      : await status.blockStatus(BASE_ALLOCATION, range.offset, range.length, signal === undefined ? {} : { signal });
+  for (const e of extents) {
+    if ((e.flags & NBD_STATE_ZERO) !== 0) {
+      yield { offset: e.offset, length: e.length, known: true };
+      continue;
+    }
+    for (let o = e.offset; o < e.offset + e.length; o += chunkSize) yield { offset: o, length: Math.min(chunkSize, e.offset + e.length - o) };
   }
 }

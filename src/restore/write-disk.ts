@@ -35,6 +35,8 @@ const MAX_WRITE = 8 * 1024 * 1024;
 const MAX_IOVS = 1024;
 /** Zero writes on devices go in pieces of this size. */
 const ZERO_PIECE = MAX_WRITE;
+/** An NBD export gets NBD_CMD_WRITE_ZEROES, which carries no payload: far larger pieces. */
+const NBD_ZERO_PIECE = 1024 * 1024 * 1024;
 /**
  * O_DIRECT writes in flight: the second waits in the kernel (ext4 serializes writes that
  * allocate) and starts the moment the first completes, without waiting for this thread to be
@@ -107,13 +109,14 @@ export async function writeDisk(plan: DiskPlan, format: ImageFormat, target: Wri
     place = (rank) => dataChunkOffset(layout, rank);
   }
   ctx.onProgress?.(0, total);
-  const w = await writeInOrder(plannedInOrder(plan, place, zeroFill), target, ctx, (done) => ctx.onProgress?.(done, total), plan);
+  const piece = target instanceof NbdOutput ? NBD_ZERO_PIECE : ZERO_PIECE;
+  const w = await writeInOrder(plannedInOrder(plan, place, zeroFill, piece), target, ctx, (done) => ctx.onProgress?.(done, total), plan);
   return { bytesWritten: w.bytes + metaBytes, chunks: w.chunks };
 }
 
 /** Data chunks and (with zeroFill) zero pieces, interleaved in guest order for locality. */
-function* plannedInOrder(plan: DiskPlan, place: (rank: number, index: number) => number, zeroFill: boolean): Generator<Planned> {
-  const zeros = zeroFill ? splitRanges(plan.zeroRanges, ZERO_PIECE) : [][Symbol.iterator]();
+function* plannedInOrder(plan: DiskPlan, place: (rank: number, index: number) => number, zeroFill: boolean, zeroPiece: number): Generator<Planned> {
+  const zeros = zeroFill ? splitRanges(plan.zeroRanges, zeroPiece) : [][Symbol.iterator]();
   let z = zeros.next();
   for (let rank = 0; rank < plan.data.length; rank++) {
     const index = plan.data[rank] as number;
@@ -235,7 +238,8 @@ function writeInOrder(
       if (first === undefined || !first.ready) return false;
       const viaDirect = direct && aligned(first);
       const run: Queued[] = [first];
-      const bufs: Buffer[] = first.slot >= 0 ? [slotView(slab, first.slot, first.length)] : zeroViews(slab, first.length);
+      // NBD sends from the slot itself (or no payload at all for zeros): no buffer list.
+      const bufs: Buffer[] = nbd !== undefined ? [] : first.slot >= 0 ? [slotView(slab, first.slot, first.length)] : zeroViews(slab, first.length);
       let end = first.at + first.length;
       let length = first.length;
       // NBD: one request per chunk or zero piece (the server splits nothing; requests pipeline).

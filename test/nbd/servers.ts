@@ -77,13 +77,15 @@ export async function startQemuNbd(
     name?: string;
     tcpPort?: number;
     writable?: boolean;
+    /** Clients served at once (`-e`); default 0 = unlimited. qemu-nbd's own default is 1. */
+    shared?: number;
   },
 ): Promise<RunningServer> {
   const name = opts.name ?? 'qemu-nbd';
   const sock = join(dir, `${name}.sock`);
   const pidFile = join(dir, `${name}.pid`);
   // -t: keep serving after the last client leaves (tests connect many times).
-  const args = [...(opts.writable === true ? [] : ['-r']), '-t', '-e', '0', '-f', opts.format, '--fork', '--pid-file', pidFile];
+  const args = [...(opts.writable === true ? [] : ['-r']), '-t', '-e', String(opts.shared ?? 0), '-f', opts.format, '--fork', '--pid-file', pidFile];
   if (opts.exportName !== undefined) args.push('-x', opts.exportName);
   if (opts.tcpPort !== undefined) args.push('-b', '127.0.0.1', '-p', String(opts.tcpPort));
   else args.push('-k', sock);

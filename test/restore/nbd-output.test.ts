@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Repository } from '../../src/store/index.js';
-import { startQemuNbd, type RunningServer } from '../nbd/servers.js';
+import { startNbdkit, startQemuNbd, type RunningServer } from '../nbd/servers.js';
 import { KiB, MiB, quietInit, tempDir } from '../store/helpers.js';
 import { buildChain, sha256, type ChainStep } from './chain.js';
 import { cli, type CliResult } from './cli-run.js';
@@ -41,9 +41,9 @@ beforeAll(async () => {
 });
 afterAll(() => t?.cleanup());
 
-/** qemu-nbd serving `image` writable (or read-only) on a unix socket. */
+/** qemu-nbd serving `image` writable (or read-only) on a unix socket, one client at a time (its default). */
 const serve = (image: string, format: 'raw' | 'qcow2', name: string, readOnly = false): Promise<RunningServer> =>
-  startQemuNbd(t.dir, image, { format, name, writable: !readOnly });
+  startQemuNbd(t.dir, image, { format, name, writable: !readOnly, shared: 1 });
 
 /** A raw image of `size` bytes full of random bytes: what a reused volume holds. */
 function dirtyRaw(name: string, size: number): string {
@@ -139,5 +139,40 @@ describe('restore into an NBD export', () => {
       await sm.stop();
     }
     expectOneLineError(await restoreTo('nbd://'), 'NBD_URI', /invalid NBD URI/);
+  });
+
+  test('--verify catches an export that does not hold what was written, in data and in zeros', async () => {
+    // nbdkit null discards writes and reads zeros (its extents say so): the data chunks differ.
+    const nul = await startNbdkit(t.dir, 'null', ['null', String(VDA)]);
+    try {
+      const r = await restoreTo(nul.uri, ['--verify']);
+      expectOneLineError(r, 'RESTORE_FAILED', /verifying disk vda of backup \S+ at nbd\+unix:.*: chunk at byte offset \d+ read back different from the backup \(NBD export .* may be partly written\)/);
+    } finally {
+      await nul.stop();
+    }
+
+    // A disk the backup has as all zeros, into an export that discards writes, reads 'A' and
+    // reports no extents (so every byte counts as data): the zero ranges are read and differ.
+    const blankRepo = await quietInit(join(t.dir, 'repo-blank'), { chunkSize: CS });
+    try {
+      const w = await blankRepo.beginBackup({ domain: 'blank', level: 'full', parentId: null, checkpoint: 'c0', disks: [{ name: 'vda', size: VDA }] });
+      for (let i = 0; i < Math.ceil(VDA / CS); i++) w.zero('vda', i);
+      await w.complete();
+    } finally {
+      await blankRepo.close();
+    }
+    const liar = await startNbdkit(t.dir, 'liar', [
+      'eval',
+      `get_size=echo ${VDA}`,
+      'can_write=exit 0',
+      'pwrite=cat >/dev/null',
+      `pread=head -c "$3" /dev/zero | tr '\\0' A`,
+    ]);
+    try {
+      const r = await cli(['restore', '--repo', join(t.dir, 'repo-blank'), '--domain', 'blank', '--disk', 'vda', '--output', liar.uri, '--verify']);
+      expectOneLineError(r, 'RESTORE_FAILED', /verifying disk vda of backup \S+ at .*: bytes \d+\.\.\d+, which the backup has as zeros, read back different from the backup/);
+    } finally {
+      await liar.stop();
+    }
   });
 });
