@@ -68,6 +68,16 @@ export class NbdOutput {
           `NBD export ${uri} holds ${client.size} bytes, too small for disk ${disk} (${size} bytes needed)`,
         );
       }
+      // Chunks start at multiples of the chunk size (at least 64 KiB, never below the server's
+      // minimum block size, proto.md "Block size constraints"), so only the disk's end can be
+      // unaligned, and a write may end unaligned only at the export's end.
+      const min = client.blockSize.minimum;
+      if (size % min !== 0 && client.size !== size) {
+        throw new PullbackError(
+          'RESTORE_FAILED',
+          `NBD export ${uri} takes writes in multiples of ${min} bytes, and disk ${disk} (${size} bytes) ends inside one; export a volume of exactly ${size} bytes`,
+        );
+      }
     } catch (e) {
       await out.close();
       throw e;

@@ -141,6 +141,29 @@ describe('restore into an NBD export', () => {
     expectOneLineError(await restoreTo('nbd://'), 'NBD_URI', /invalid NBD URI/);
   });
 
+  test("a disk that ends inside the server's minimum block, into a larger export, is refused before writing", async () => {
+    const size = MiB + 512;
+    const oddRepo = await quietInit(join(t.dir, 'repo-odd'), { chunkSize: CS });
+    try {
+      const w = await oddRepo.beginBackup({ domain: 'odd', level: 'full', parentId: null, checkpoint: 'c0', disks: [{ name: 'vda', size }] });
+      await w.ingest('vda', 0, randomBytes(CS));
+      for (let i = 1; i < Math.ceil(size / CS); i++) w.zero('vda', i);
+      await w.complete();
+    } finally {
+      await oddRepo.close();
+    }
+    const exp = await startNbdkit(t.dir, 'policy4k', ['memory', String(2 * MiB), 'blocksize-minimum=4096', 'blocksize-error-policy=error'], {
+      filters: ['blocksize-policy'],
+    });
+    try {
+      const r = await cli(['restore', '--repo', join(t.dir, 'repo-odd'), '--domain', 'odd', '--disk', 'vda', '--output', exp.uri]);
+      expectOneLineError(r, 'RESTORE_FAILED', new RegExp(`takes writes in multiples of 4096 bytes, and disk vda \\(${size} bytes\\) ends inside one; export a volume of exactly ${size} bytes$`, 'm'));
+      expect(r.stderr).not.toMatch(/partly written/);
+    } finally {
+      await exp.stop();
+    }
+  });
+
   test('--verify catches an export that does not hold what was written, in data and in zeros', async () => {
     // nbdkit null discards writes and reads zeros (its extents say so): the data chunks differ.
     const nul = await startNbdkit(t.dir, 'null', ['null', String(VDA)]);
