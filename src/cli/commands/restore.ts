@@ -60,10 +60,6 @@ export function register(program: Command, ctx: CliContext): void {
           if (opts.define !== undefined) {
             throw new UsageError('--define needs the disks restored into image files or block devices, not into an NBD export');
           }
-          if (opts.format !== 'raw') throw new UsageError('an NBD export takes raw data (its server decides the image format): use --format raw');
-          if (opts.disk === undefined && record.disks.length > 1) {
-            throw new UsageError(`an NBD export receives one disk, and backup ${record.id} has ${record.disks.length}: pick one with --disk`);
-          }
         }
         const libvirt = opts.define === undefined ? undefined : new VirshLibvirt(opts.connect === undefined ? {} : { uri: opts.connect });
         if (libvirt !== undefined && opts.define !== undefined) {
@@ -82,6 +78,10 @@ export function register(program: Command, ctx: CliContext): void {
           signal: ctx.signal,
           onProgress: (e) => progress.update({ disk: e.phase === 'verify' ? `${e.disk} verify` : e.disk, bytesDone: e.bytesDone, bytesTotal: e.bytesTotal }),
           ...(workers !== undefined ? { workers } : {}),
+        }).catch((e: unknown) => {
+          // What restoreBackup refuses before any work (an NBD export given qcow2 or several
+          // disks) is a usage error: exit 2, as serve does.
+          throw isPullbackError(e, 'USAGE') ? new UsageError(e.message) : e;
         });
         progress.stop();
         if (libvirt !== undefined && opts.define !== undefined) {
