@@ -94,6 +94,11 @@ export interface WriteZeroesOptions extends WriteOptions {
   noHole?: boolean;
 }
 
+/** The largest multiple of `min` not above `max`, and at least `min`. */
+function alignedStep(max: number, min: number): number {
+  return Math.max(max - (max % min), min);
+}
+
 function chooseRequestSize(bs: BlockSize, wanted: number): number {
   let size = Math.min(wanted, bs.maximum, MAX_READ_REQUEST);
   if (size >= bs.preferred) size -= size % bs.preferred;
@@ -304,8 +309,7 @@ export class NbdClient {
    */
   async write(offset: number, data: Buffer, opts: WriteOptions = {}): Promise<void> {
     this.checkWritable('write', offset, data.length);
-    const max = Math.min(this.blockSize.maximum, MAX_READ_REQUEST);
-    const step = Math.max(max - (max % this.blockSize.minimum), this.blockSize.minimum);
+    const step = alignedStep(Math.min(this.blockSize.maximum, MAX_READ_REQUEST), this.blockSize.minimum);
     const flags = opts.fua === true && this.canFua ? NBD_CMD_FLAG_FUA : 0;
     const pieces: Array<Promise<unknown>> = [];
     for (let p = 0; p < data.length; p += step) {
@@ -326,16 +330,16 @@ export class NbdClient {
     const pieces: Array<Promise<unknown>> = [];
     const min = this.blockSize.minimum;
     if (this.canWriteZeroes) {
-      const step = MAX_WRITE_ZEROES_REQUEST - (MAX_WRITE_ZEROES_REQUEST % min);
+      const step = alignedStep(MAX_WRITE_ZEROES_REQUEST, min);
       const flags = fua | (opts.noHole === true ? NBD_CMD_FLAG_NO_HOLE : 0);
       for (let p = offset; p < offset + length; p += step) {
         pieces.push(this.command('write zeroes', NBD_CMD_WRITE_ZEROES, flags, p, Math.min(step, offset + length - p), null, opts.signal));
       }
     } else {
-      const max = Math.min(this.blockSize.maximum, ZERO_BUFFER.length);
-      const step = Math.max(max - (max % min), min);
+      const step = alignedStep(Math.min(this.blockSize.maximum, ZERO_BUFFER.length), min);
       for (let p = offset; p < offset + length; p += step) {
         const n = Math.min(step, offset + length - p);
+        // step exceeds the shared buffer only when the minimum block size does (> 1 MiB).
         const zeros = n <= ZERO_BUFFER.length ? ZERO_BUFFER.subarray(0, n) : Buffer.alloc(n);
         pieces.push(this.command('write zeroes', NBD_CMD_WRITE, fua, p, n, zeros, opts.signal));
       }

@@ -431,8 +431,11 @@ export class Repository {
    * after the domain's newest backup when the clock reads earlier, with a warning.
    */
   newBackupTime(domain: string, now: Date = new Date()): Date {
-    const all = this.listBackups({ domain });
-    const { time, behind } = backupTime(now, all[all.length - 1]);
+    this.assertOpen();
+    // Rows only: the newest one's id and time are all it needs (no disk rows per backup).
+    const rows = this.guard(() => this.idb.backupRows({ domain }));
+    const newest = rows[rows.length - 1];
+    const { time, behind } = backupTime(now, newest === undefined ? undefined : { id: newest.id, time: new Date(newest.time_ms) });
     if (behind !== undefined) {
       this.warn(
         `the clock reads ${now.toISOString()}, earlier than backup ${behind.id} of domain ${domain} (${behind.time.toISOString()}); ` +
