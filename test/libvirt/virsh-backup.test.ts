@@ -3,7 +3,7 @@
 // and compared with the helper's references; an incremental one proves guest writes reach
 // the dirty bitmap; checkpoints go through list/dumpxml/delete/redefine; errors map to codes.
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -309,7 +309,19 @@ describe('VirshLibvirt on a live domain', () => {
     const p = lv.monitorCommand(dom.name, 'info status', { hmp: true, signal: ac.signal });
     ac.abort();
     expect((await rejection(p)).code).toBe('ABORTED');
-    expect((await rejection(lv.version({ timeoutMs: 1 }))).code).toBe('LIBVIRT_TIMEOUT');
+    // A virsh that never answers (libvirtd hung): a real one may answer within any timeout
+    // short enough for a test, through the session or a fresh process alike.
+    const hung = join(work, 'hung-virsh');
+    await writeFile(hung, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+    for (const session of [true, false]) {
+      const slow = new VirshLibvirt({ virsh: hung, session });
+      const t0 = Date.now();
+      const to = await rejection(slow.version({ timeoutMs: 200 }));
+      slow.close();
+      expect(to.code).toBe('LIBVIRT_TIMEOUT');
+      expect(to.message).toMatch(/no answer within 200 ms; is libvirtd at qemu:\/\/\/system hung or overloaded\?/);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    }
 
     const env = { ...process.env };
     try {
