@@ -94,6 +94,7 @@ WORK=$(mktemp -d /var/tmp/pullback-vnb-bench.XXXXXX)
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES="${RESULTS_DIR:-/var/tmp/pullback-vnb-results}/$STAMP"
 mkdir -p "$RES"
+PULLBACK_PERF=${PULLBACK_PERF:-0}  # 1: run each pullback backup under `perf record -g` (profiling only)
 KEEP_WORK=${KEEP_WORK:-0}   # 1: keep images, repository and restores (for a post-mortem)
 cleanup() {
   local rc=$?
@@ -242,7 +243,14 @@ VNB_LZ4="$WORK/vnb-lz4"
 
 backup_step() { # STEP PULLBACK_LEVEL VNB_LEVEL
   local step=$1
-  run_timed "$step.pullback" "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
+  if [ "$PULLBACK_PERF" = 1 ]; then
+    # A profile of each pullback backup (perf.data beside its output); the times are then
+    # perf's too: for finding where the time goes, not for the table.
+    NODE_OPTIONS=--perf-basic-prof run_timed "$step.pullback" perf record -F 499 -g -o "$RES/$step.pullback.perf.data" -- \
+      "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
+  else
+    run_timed "$step.pullback" "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
+  fi
   S[$step.pullback]=$(stored "$REPO")
   run_timed "$step.vnb" virtnbdbackup -d "$DOM_PLAIN" -l "$3" -o "$VNB_PLAIN" --noprogress
   S[$step.vnb]=$(stored "$VNB_PLAIN")
