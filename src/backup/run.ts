@@ -230,6 +230,9 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
               ...input.excluded.map((name) => ({ name, checkpoint: false })),
             ],
           });
+    // A full reads data: let the workers boot while libvirt starts the job. (An incremental
+    // may have nothing to read; it starts them at its first dirty chunk, as before.)
+    if (decision.level === 'full') writer.prepare();
     // handleLeftoverJob has just made sure no job runs: backupBegin need not ask again.
     await libvirt.backupBegin(domain, backupXml, checkpointXml, { signal, checkActiveJob: false });
     jobStarted = true;

@@ -201,6 +201,10 @@ export class Writer implements BackupWriter {
     this.dispatch({ disk: d, index, slot, length, hex: null, existed: false, storedSize: 0, attempts: 0 }, false);
   }
 
+  prepare(): void {
+    if (this.state === 'running' && this.firstError === undefined) void this.pool;
+  }
+
   zero(disk: string, chunkIndex: number): void {
     this.assertRunning();
     const d = this.diskState(disk);

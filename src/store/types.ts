@@ -76,6 +76,12 @@ export interface BackupWriter {
   reserve(opts?: { signal?: AbortSignal }): Promise<ReservedChunk>;
   /** Records a chunk known to read as zeros, without data. */
   zero(disk: string, chunkIndex: number): void;
+  /**
+   * Starts the ingest worker threads now rather than at the first data chunk (they take
+   * 150-200 ms to be ready): for a caller that expects data and is about to wait anyway,
+   * e.g. while libvirt starts a full backup's job.
+   */
+  prepare(): void;
   stats(disk: string): DiskStats;
   /** Totals over all disks; the same value onProgress receives. */
   progress(): IngestProgress;

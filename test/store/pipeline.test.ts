@@ -125,3 +125,32 @@ test('reserve(): data read straight into a slot is stored like ingest(); release
   expect((await repo.readChunk(e0.digest)).equals(data0)).toBe(true);
   expect((await repo.readChunk(e3.digest)).equals(data3)).toBe(true);
 });
+
+test('prepare() starts the workers before the first chunk; a backup of zeros alone starts none', async () => {
+  repo = await quietInit(join(t.dir, 'repo'), { chunkSize: CS, workers: 2 });
+  const started = (r: Repository): WorkerPool | undefined => (r as unknown as { poolInstance: WorkerPool | undefined }).poolInstance;
+  const zeros = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'z', disks: [{ name: 'vda', size: 4 * CS }] });
+  for (let i = 0; i < 4; i++) zeros.zero('vda', i);
+  expect((await zeros.complete()).status).toBe('complete');
+  expect(started(repo)).toBeUndefined();
+
+  const w = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'c', disks: [{ name: 'vda', size: 8 * CS }] });
+  w.prepare();
+  const pool = started(repo);
+  expect(pool).toBeDefined();
+  // Its worker threads exist before any chunk is handed over.
+  const workers = (pool as unknown as { workers: Array<{ worker: { threadId: number } }> }).workers;
+  expect(workers).toHaveLength(2);
+  for (const x of workers) expect(x.worker.threadId).toBeGreaterThan(0);
+  w.prepare(); // twice: the same pool
+  expect(started(repo)).toBe(pool);
+  for (let i = 0; i < 8; i++) await w.ingest('vda', i, seededChunk(CS, 9, i));
+  const rec = await w.complete();
+  expect(rec.disks[0]?.chunksNew).toBe(8);
+  expect(poolOf(repo)).toBe(pool);
+  expect((await repo.check({ readData: true })).ok).toBe(true);
+
+  const failed = await repo.beginBackup({ domain: 'vm', level: 'full', parentId: null, checkpoint: 'f', disks: [{ name: 'vda', size: CS }] });
+  await failed.fail('given up');
+  expect(() => failed.prepare()).not.toThrow();
+});
