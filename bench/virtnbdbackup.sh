@@ -94,6 +94,7 @@ WORK=$(mktemp -d /var/tmp/pullback-vnb-bench.XXXXXX)
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RES="${RESULTS_DIR:-/var/tmp/pullback-vnb-results}/$STAMP"
 mkdir -p "$RES"
+PULLBACK_INIT_ARGS=${PULLBACK_INIT_ARGS:-}  # e.g. "--chunk-size 256K": a repository other than the default
 PULLBACK_PERF=${PULLBACK_PERF:-0}  # 1: run each pullback backup under `perf record -g` (profiling only)
 KEEP_WORK=${KEEP_WORK:-0}   # 1: keep images, repository and restores (for a post-mortem)
 cleanup() {
@@ -239,7 +240,8 @@ stored() { du -sb "$1" | cut -f1; }
 REPO="$WORK/pullback-repo"
 VNB_PLAIN="$WORK/vnb-plain"
 VNB_LZ4="$WORK/vnb-lz4"
-"$PULLBACK" init --repo "$REPO" > "$RES/init.out"
+# shellcheck disable=SC2086 # PULLBACK_INIT_ARGS is a list of words, e.g. "--chunk-size 256K"
+"$PULLBACK" init --repo "$REPO" $PULLBACK_INIT_ARGS > "$RES/init.out"
 
 backup_step() { # STEP PULLBACK_LEVEL VNB_LEVEL
   local step=$1
@@ -314,6 +316,7 @@ delta() { # STEP TOOL PREV_STEP
   echo "## pullback vs virtnbdbackup $(dpkg-query -W -f='${Version}' virtnbdbackup) — $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
   echo "Guest vCPUs: $GUEST_VCPUS (GUEST_VCPUS; the domains boot no OS)."
+  if [ -n "$PULLBACK_INIT_ARGS" ]; then echo "pullback repository: \`pullback init $PULLBACK_INIT_ARGS\` (PULLBACK_INIT_ARGS), not the default."; fi
   echo "Disk: ${DISK_MIB} MiB qcow2 (${RANDOM_MIB} MiB random, ${TEXT_MIB} MiB text, ${ZERO_MIB} MiB zeroes); text alone: zstd -3 $(ratio "$SAMPLE" "$TEXT_ZSTD")x, lz4 -1 $(ratio "$SAMPLE" "$TEXT_LZ4")x."
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); pullback $PB_COMMIT ($PB_REF); load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Ratios are pullback time / virtnbdbackup time (lower is better). vnb = virtnbdbackup, vnb -z = virtnbdbackup -z (lz4). Stored = bytes added by the step (du -sb)."
