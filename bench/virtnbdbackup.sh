@@ -245,14 +245,11 @@ VNB_LZ4="$WORK/vnb-lz4"
 
 backup_step() { # STEP PULLBACK_LEVEL VNB_LEVEL
   local step=$1
-  if [ "$PULLBACK_PERF" = 1 ]; then
-    # A profile of each pullback backup (perf.data beside its output); the times are then
-    # perf's too: for finding where the time goes, not for the table.
-    NODE_OPTIONS=--perf-basic-prof run_timed "$step.pullback" perf record -F 499 -g -o "$RES/$step.pullback.perf.data" -- \
-      "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
-  else
-    run_timed "$step.pullback" "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
-  fi
+  local wrap=()
+  # A profile of each pullback backup (perf.data beside its output); the times are then
+  # perf's too: for finding where the time goes, not for the table.
+  [ "$PULLBACK_PERF" = 1 ] && wrap=(env NODE_OPTIONS=--perf-basic-prof perf record -F 499 -g -o "$RES/$step.pullback.perf.data" --)
+  run_timed "$step.pullback" "${wrap[@]}" "$PULLBACK" backup --repo "$REPO" --domain "$DOM_PB" --level "$2" --json
   S[$step.pullback]=$(stored "$REPO")
   run_timed "$step.vnb" virtnbdbackup -d "$DOM_PLAIN" -l "$3" -o "$VNB_PLAIN" --noprogress
   S[$step.vnb]=$(stored "$VNB_PLAIN")

@@ -72,7 +72,6 @@ export async function backupOffline(input: OfflineInput): Promise<BackupResult> 
   const exports: QemuNbdExport[] = [];
   try {
     writer = await beginRecord(repo, { id, time, domain, level: decision.level, parentId, checkpoint, disks, domainXml: input.inactiveXml });
-    if (decision.level === 'full') writer.prepare(); // the workers boot while qemu-nbd starts
     const timings = await Promise.all(
       disks.map(async (d): Promise<{ name: string; seconds: number }> => {
         const incremental = decision.level === 'incremental' && d.incrementalCapable;

@@ -230,9 +230,6 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
               ...input.excluded.map((name) => ({ name, checkpoint: false })),
             ],
           });
-    // A full reads data: let the workers boot while libvirt starts the job. (An incremental
-    // may have nothing to read; it starts them at its first dirty chunk, as before.)
-    if (decision.level === 'full') writer.prepare();
     // handleLeftoverJob has just made sure no job runs: backupBegin need not ask again.
     await libvirt.backupBegin(domain, backupXml, checkpointXml, { signal, checkActiveJob: false });
     jobStarted = true;
@@ -325,8 +322,12 @@ function scratchError(domain: string, dir: string, free: number, floor: number, 
   );
 }
 
-/** Opens the repository record of a backup (status running). */
-export function beginRecord(
+/**
+ * Opens the repository record of a backup (status running). A full reads data: its ingest
+ * workers boot now, while libvirt starts the job or qemu-nbd the exports. (An incremental may
+ * have nothing to read; it starts them at its first dirty chunk.)
+ */
+export async function beginRecord(
   repo: Repository,
   r: {
     id: string;
@@ -339,7 +340,9 @@ export function beginRecord(
     domainXml: string;
   },
 ): Promise<BackupWriter> {
-  return repo.beginBackup({ ...r, disks: r.disks.map((d) => ({ name: d.name, size: d.size })) });
+  const writer = await repo.beginBackup({ ...r, disks: r.disks.map((d) => ({ name: d.name, size: d.size })) });
+  if (r.level === 'full') writer.prepare();
+  return writer;
 }
 
 /**
