@@ -3,8 +3,8 @@
 // Life of a live backup (running domain):
 //   leftover job check -> level decision -> repository record 'running' ->
 //   backup-begin (pull job + checkpoint pullback.<id>, atomically) -> every disk read in
-//   parallel -> all chunks durable -> record 'complete' (with domain and checkpoint XML) ->
-//   job ended (domjobabort) -> older pullback checkpoints deleted.
+//   parallel -> job ended (domjobabort) while all chunks become durable and the record
+//   'complete' (with domain and checkpoint XML) -> older pullback checkpoints deleted.
 // On any failure or signal: job ended, the new checkpoint deleted, the record marked
 // failed. A failed backup is never a base: bases come from complete records only.
 // A shut-off domain goes through offline.ts instead (qemu-nbd over the images).
@@ -56,9 +56,9 @@ export interface BackupOptions {
    */
   afterJobStart?: () => Promise<void>;
   /**
-   * Called once the backup's record is complete, before its job ends and older checkpoints
-   * are deleted. (Tests kill the process here: the next run must keep this backup's
-   * checkpoint as its base.)
+   * Called once the backup's record is complete, before older checkpoints are deleted and
+   * while its job is being ended. (Tests kill the process here: the next run must keep this
+   * backup's checkpoint as its base, and end the job if it still runs.)
    */
   afterComplete?: () => Promise<void> | void;
   /** The first questions, already sent by the caller (prefetchFirstQueries); else sent here. */
@@ -193,6 +193,8 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
 
   let writer: BackupWriter | undefined;
   let jobStarted = false;
+  /** The job's end, once the reads are done (it then runs beside the store's completion). */
+  let jobEnding: Promise<void> | undefined;
   let checkpointCreated = false;
   try {
     const space = await scratchSpace(jobDir.path);
@@ -254,21 +256,21 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
       }),
     );
     // Every read has succeeded: the data is the job's point in time, even if the scratch watch
-    // ended the job just now. (A read the job's end cut short has failed instead.)
-    const cpXml = await cpXmlPromise;
+    // ended the job just now. (A read the job's end cut short has failed instead.) The job has
+    // nothing more to give: it ends while the store makes the backup durable, which takes
+    // about as long and needs nothing from it. A crash in between leaves a complete backup
+    // and maybe a job, which the next run ends (leftover.ts).
+    const cpXml = await cpXmlPromise; // before the job's end: one virsh session, one call at a time
+    watch.stop();
+    jobEnding = endJob(libvirt, domain, log);
     const record: BackupRecord = await writer.complete(cpXml === undefined ? {} : { checkpointXml: cpXml });
     await opts.afterComplete?.();
-    // Ending the job and deleting the checkpoints it made redundant: one virsh process.
-    const older = checkpointCreated ? olderCheckpoints(input.checkpointNames, checkpoint) : [];
-    watch.stop();
-    const ended = await libvirt.endJobAndDeleteCheckpoints(domain, older);
+    await jobEnding;
     jobStarted = false;
-    if (ended.job !== null && ended.job.code !== 'JOB_NOT_ACTIVE') {
-      log(`could not end the backup job of domain ${domain}: ${errorMessage(ended.job)}`);
-    } else {
-      await waitAfterEnd(libvirt, domain, log);
-    }
-    for (const [i, err] of ended.checkpoints.entries()) {
+    // Only now that this backup is complete are the checkpoints it made redundant deleted.
+    const older = checkpointCreated ? olderCheckpoints(input.checkpointNames, checkpoint) : [];
+    const deleted = await libvirt.deleteCheckpoints(domain, older);
+    for (const [i, err] of deleted.entries()) {
       const old = older[i] ?? '';
       if (err === null) continue;
       // libvirt refuses to delete a checkpoint whose bitmap is already gone from the image
@@ -298,7 +300,8 @@ async function backupLive(input: LiveInput): Promise<BackupResult> {
   } catch (e) {
     watch?.stop();
     // Cleanup must run even when `signal` fired: none of these calls take it.
-    if (jobStarted) await endJob(libvirt, domain, log);
+    if (jobEnding !== undefined) await jobEnding;
+    else if (jobStarted) await endJob(libvirt, domain, log);
     if (checkpointCreated) {
       await libvirt.checkpointDelete(domain, checkpoint).catch((err: unknown) => {
         log(`could not delete checkpoint ${checkpoint} of the failed backup: ${errorMessage(err)}`);

@@ -65,15 +65,11 @@ export interface Libvirt {
   jobAbort(domain: string, opts?: CallOptions): Promise<void>;
 
   /**
-   * jobAbort, then checkpointDelete of each of `checkpoints` in order, in one round trip where
-   * the implementation can. Never rejects for a step: each step's error is returned (null:
-   * done), so the cleanup after a backup goes on whatever fails.
+   * checkpointDelete of each of `checkpoints` in order, in one round trip where the
+   * implementation can. Never rejects for a step: each step's error is returned (null: done),
+   * so the cleanup after a backup goes on whatever fails.
    */
-  endJobAndDeleteCheckpoints(
-    domain: string,
-    checkpoints: readonly string[],
-    opts?: CallOptions,
-  ): Promise<{ job: PullbackError | null; checkpoints: Array<PullbackError | null> }>;
+  deleteCheckpoints(domain: string, checkpoints: readonly string[], opts?: CallOptions): Promise<Array<PullbackError | null>>;
 
   /** Checkpoint names, parents before children. */
   checkpointList(domain: string, opts?: CallOptions): Promise<string[]>;

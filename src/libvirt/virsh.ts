@@ -206,12 +206,9 @@ export class VirshLibvirt implements Libvirt {
     });
   }
 
-  async endJobAndDeleteCheckpoints(
-    domain: string,
-    checkpoints: readonly string[],
-    opts: CallOptions = {},
-  ): Promise<{ job: PullbackError | null; checkpoints: Array<PullbackError | null> }> {
-    const argvs = [['domjobabort', '--domain', domain], ...checkpoints.map((c) => ['checkpoint-delete', '--domain', domain, '--checkpointname', c])];
+  async deleteCheckpoints(domain: string, checkpoints: readonly string[], opts: CallOptions = {}): Promise<Array<PullbackError | null>> {
+    const argvs = checkpoints.map((c) => ['checkpoint-delete', '--domain', domain, '--checkpointname', c]);
+    if (argvs.length === 0) return [];
     this.prefetched.clear();
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     let errors: Array<PullbackError | null> | undefined;
@@ -239,7 +236,7 @@ export class VirshLibvirt implements Libvirt {
         }
       }
     }
-    return { job: errors[0] ?? null, checkpoints: errors.slice(1) };
+    return errors;
   }
 
   // ---- plumbing ----
