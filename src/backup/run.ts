@@ -14,7 +14,8 @@ import { buildBackupXml, type BackupDiskSpec } from '../libvirt/backup-xml.js';
 import { buildCheckpointXml } from '../libvirt/checkpoint-xml.js';
 import { parseDomainXml } from '../libvirt/domain-xml.js';
 import type { Libvirt } from '../libvirt/libvirt.js';
-import { QEMU_DIRTY_BITMAP_PREFIX, type NbdTarget } from '../nbd/index.js';
+import { QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/constants.js';
+import type { NbdTarget } from '../nbd/index.js';
 import { newBackupId, type BackupRecord, type BackupWriter, type Repository } from '../store/index.js';
 import { currentOwner } from '../store/owner.js';
 import { prefetchFirstQueries } from './first-queries.js';
@@ -23,7 +24,7 @@ import { createJobDir, DEFAULT_SCRATCH_DIR, removeDeadJobDirs } from './job-dir.
 import { JOB_END_TIMEOUT_MS, waitForJobEnd } from './job-end.js';
 import { handleLeftoverJob } from './leftover.js';
 import { backupOffline } from './offline.js';
-import { readDisk, type DiskProgress } from './read-disk.js';
+import type { DiskProgress } from './read-disk.js';
 import { formatMiB } from '../units.js';
 import { defaultScratchFloor, scratchSpace, watchScratch, type ScratchWatch } from './scratch-watch.js';
 import { selectDisks, type SelectedDisk } from './select-disks.js';
@@ -326,6 +327,14 @@ function scratchError(domain: string, dir: string, free: number, floor: number, 
 }
 
 /**
+ * read-disk.ts and the NBD client under it (~30 ms of module loading here): loaded while
+ * libvirt starts the job or qemu-nbd the exports (beginRecord asks for it), not on the way
+ * there.
+ */
+let readerModule: Promise<typeof import('./read-disk.js')> | undefined;
+const loadReader = (): Promise<typeof import('./read-disk.js')> => (readerModule ??= import('./read-disk.js'));
+
+/**
  * Opens the repository record of a backup (status running). A full reads data: its ingest
  * workers boot now, while libvirt starts the job or qemu-nbd the exports. (An incremental may
  * have nothing to read; it starts them at its first dirty chunk.)
@@ -345,6 +354,7 @@ export async function beginRecord(
 ): Promise<BackupWriter> {
   const writer = await repo.beginBackup({ ...r, disks: r.disks.map((d) => ({ name: d.name, size: d.size })) });
   if (r.level === 'full') writer.prepare();
+  loadReader().catch(() => undefined); // a failure shows where it is awaited, in readSelectedDisk
   return writer;
 }
 
@@ -360,6 +370,7 @@ export async function readSelectedDisk(
   bitmap: string | undefined,
 ): Promise<{ name: string; seconds: number }> {
   const started = performance.now();
+  const { readDisk } = await loadReader();
   await readDisk({
     domain: c.domain,
     disk: d.name,

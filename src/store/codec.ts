@@ -11,9 +11,18 @@ import { createRequire } from 'node:module';
 import type { Decompressor } from 'zstd-napi';
 
 type Binding = typeof import('zstd-napi/binding.js');
-// The low-level binding compresses into a caller's buffer; zstd-napi's Compressor allocates a
-// new output buffer per call. It is a CommonJS module without an exports map: load it by require.
-const binding = createRequire(import.meta.url)('zstd-napi/binding') as Binding;
+type ZstdNapi = typeof import('zstd-napi');
+const load = createRequire(import.meta.url);
+// zstd's addon loads at first use, not with this module: a backup's main thread compresses
+// no chunk (its workers do), and module loading is on the path to the start of every backup
+// (~10 ms for this addon here). The low-level binding compresses into a caller's buffer;
+// zstd-napi's Compressor allocates a new output buffer per call. It is a CommonJS module
+// without an exports map: load it by require.
+let binding: Binding | undefined;
+let napi: ZstdNapi | undefined;
+const zstdBinding = (): Binding => (binding ??= load('zstd-napi/binding') as Binding);
+/** zstd-napi's high-level API (streams, Decompressor), loaded at first use. */
+export const zstdNapi = (): ZstdNapi => (napi ??= load('zstd-napi') as ZstdNapi);
 
 /** Compresses into a reused buffer; the returned view is valid until the next call. */
 export interface ChunkCompressor {
@@ -22,8 +31,9 @@ export interface ChunkCompressor {
 
 /** A zstd compressor at `level` for inputs up to `maxInput` bytes, allocating nothing per call. */
 export function zstdCompressor(level: number, maxInput: number): ChunkCompressor {
-  const cctx = new binding.CCtx();
-  const out = Buffer.allocUnsafe(binding.compressBound(maxInput));
+  const zstd = zstdBinding();
+  const cctx = new zstd.CCtx();
+  const out = Buffer.allocUnsafe(zstd.compressBound(maxInput));
   return {
     compress(src: Uint8Array): Uint8Array {
       return out.subarray(0, cctx.compress(out, src, level));

@@ -2,11 +2,16 @@
 // guest data is attacker-controlled and a forgeable hash would let one guest make another
 // guest's chunk resolve to its own data. BLAKE3 (native, ~3.9 GB/s/core measured here) keeps
 // hashing far from being the bottleneck; see docs/store.md.
-import { blake3 } from '@napi-rs/blake-hash';
+import { createRequire } from 'node:module';
 
 export const DIGEST_BYTES = 32;
 
+// Loaded at first use: a backup's main thread hashes nothing (its workers do), and module
+// loading is on the path to the start of every backup (~10 ms for this addon here).
+let blake3: ((data: Uint8Array) => Buffer) | undefined;
+
 export function digestOf(data: Uint8Array): Buffer {
+  blake3 ??= (createRequire(import.meta.url)('@napi-rs/blake-hash') as typeof import('@napi-rs/blake-hash')).blake3;
   return blake3(data);
 }
 

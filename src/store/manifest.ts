@@ -12,8 +12,8 @@ import { createReadStream } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CompressStream, DecompressStream } from 'zstd-napi';
 import { writeAll, writeStreamAtomic } from './atomic-file.js';
+import { zstdNapi } from './codec.js';
 import { DIGEST_BYTES } from './hash.js';
 import type { BackupRow, DB } from './index-db.js';
 import type { BackupLevel, DiskStats } from './types.js';
@@ -133,7 +133,7 @@ export async function writeManifest(
     yield END;
   }
   await writeStreamAtomic(tmpDir, path, async (h: FileHandle) => {
-    const zstd = new CompressStream({ compressionLevel: 3, checksumFlag: true });
+    const zstd = new (zstdNapi().CompressStream)({ compressionLevel: 3, checksumFlag: true });
     // Written through the handle (not handle.createWriteStream, which would keep the handle
     // referenced and make close() wait forever) so the caller can fsync it afterwards.
     await pipeline(Readable.from(content()), zstd, async (source: AsyncIterable<Buffer>) => {
@@ -192,7 +192,7 @@ export class ManifestReader {
 
   static async open(path: string): Promise<ManifestReader> {
     const src = createReadStream(path);
-    const stream = new DecompressStream();
+    const stream = new (zstdNapi().DecompressStream)();
     // pipe() does not forward errors: a missing or unreadable file must fail the reader.
     src.on('error', (e) => stream.destroy(e));
     src.pipe(stream);

@@ -2,7 +2,7 @@
 // of libvirt or NBD: backups are named disks cut into fixed chunks; see docs/store.md.
 import { accessSync, constants, existsSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
-import { Decompressor } from 'zstd-napi';
+import type { Decompressor } from 'zstd-napi';
 import { PullbackError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { BACKUP_ID, backupTime, newBackupId } from './backup-id.js';
@@ -10,7 +10,7 @@ import { Writer } from './backup-writer.js';
 import { chainOf, resolveChain } from './chain.js';
 import { runCheck, type CheckOptions } from './check.js';
 import type { ChunkMap } from './chunk-map.js';
-import { decodeChunk } from './codec.js';
+import { decodeChunk, zstdNapi } from './codec.js';
 import { makeConfig, parseConfig, type RepoConfig } from './config.js';
 import type { StoreContext } from './context.js';
 import { runGc, type GcOptions } from './gc.js';
@@ -102,7 +102,7 @@ export class Repository {
   private readonly lockWaitMs: number;
   private poolInstance: WorkerPool | undefined;
   private readonly writers = new Set<Writer>();
-  private readonly decompressor = new Decompressor();
+  private decompressor: Decompressor | undefined;
   private closed = false;
   /** Why this process cannot write the repository (e.g. "EROFS"), if it cannot. */
   private readonly unwritable: string | undefined;
@@ -491,6 +491,7 @@ export class Repository {
       }
       throw ioError('reading chunk', path, e, this.dir);
     }
+    this.decompressor ??= new (zstdNapi().Decompressor)();
     const plain = decodeChunk(file, this.decompressor);
     if (typeof plain === 'string') {
       throw new PullbackError('CHUNK_CORRUPT', `chunk file ${path} is corrupt: ${plain}; run \`pullback check --read-data\``);
